@@ -1,0 +1,51 @@
+"""Spec errors that point at the line a user has to fix.
+
+Every problem found in a spec becomes one ``SpecError`` whose text reads
+``FILE:LINE:COL: WHERE: what is wrong; received ...; expected ...`` where WHERE is
+``layer 'NAME' (op)`` for a layer, or ``field 'PATH'`` for a model-level field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int  # 1-based
+    column: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class SpecError(ValueError):
+    """A spec (or a weights file checked against one) is not valid. CLI exit code 2."""
+
+    def __init__(self, location: Location | None, where: str, what: str,
+                 received: object = None, expected: object = None):
+        self.location = location
+        self.where = where
+        self.what = what
+        self.received = received
+        self.expected = expected
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        parts = [self.what]
+        if self.received is not None:
+            parts.append(f"received {self.received}")
+        if self.expected is not None:
+            parts.append(f"expected {self.expected}")
+        prefix = f"{self.location}: " if self.location else ""
+        return f"{prefix}{self.where}: " + "; ".join(parts)
+
+
+def layer_where(name: str, op: str) -> str:
+    return f"layer '{name}' ({op})"
+
+
+def field_where(path: str) -> str:
+    return f"field '{path}'"

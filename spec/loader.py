@@ -1,0 +1,334 @@
+"""Load a YAML spec, validate it completely, and infer every layer's shapes and parameters.
+
+``load_spec`` either returns a ``ModelSpec`` or raises one ``SpecError`` located at the
+line to fix. Shipped specs are found by name from any directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import Location, SpecError, layer_where
+from .fields import (
+    Field,
+    FieldProblem,
+    any_number,
+    number_list,
+    positive_int,
+    positive_number,
+    positive_pair,
+    show,
+    text,
+)
+from .init import default_init, parse_init
+from .model import InitDist, Layer, ModelSpec, Param, Preprocessing
+from .ops import OPS, ShapeProblem, fmt_shape
+from .yaml_source import Node, decode_spec_bytes, load_yaml
+
+MODEL_FIELDS = ("name", "description", "provenance", "input", "preprocessing", "init", "training", "layers")
+LAYER_COMMON_FIELDS = ("name", "op", "init", "note")
+NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+# Refuse before allocating anything: float32 bytes of weights, and of one image's activations.
+DEFAULT_BUDGET_BYTES = 4 << 30
+MODEL = "spec"
+
+
+def shipped_specs_dir() -> Path:
+    return Path(str(resources.files(__package__).joinpath("models")))
+
+
+def shipped_spec_names() -> list[str]:
+    return sorted(p.stem for p in shipped_specs_dir().glob("*.yaml"))
+
+
+def resolve_spec_path(name_or_path: str | Path) -> Path:
+    """A path that exists, else a shipped spec's name (``alexnet``), else a SpecError listing them."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_specs_dir() / f"{name_or_path}.yaml"
+    if shipped.is_file() and "/" not in str(name_or_path):
+        return shipped
+    names = shipped_spec_names()
+    close = difflib.get_close_matches(str(name_or_path), names, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise SpecError(None, "spec", f"no spec file or shipped spec by that name{hint}",
+                    repr(str(name_or_path)), "a path to a .yaml file or one of: " + ", ".join(names))
+
+
+def load_spec(name_or_path: str | Path, *, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> ModelSpec:
+    path = resolve_spec_path(name_or_path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(None, "spec", f"cannot read the spec file: {exc.strerror}", str(path)) from None
+    return parse_spec(data, _display_name(path), budget_bytes=budget_bytes)
+
+
+def _display_name(path: Path) -> str:
+    if path.parent == shipped_specs_dir():
+        return f"<shipped>/{path.name}"
+    return str(path)
+
+
+def parse_spec(data: bytes | str, file: str = "<spec>", *, budget_bytes: int = DEFAULT_BUDGET_BYTES
+               ) -> ModelSpec:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    root = load_yaml(decode_spec_bytes(data, file), file)
+    return _SpecBuilder(file, budget_bytes).build(root)
+
+
+def _nearest(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _SpecBuilder:
+    def __init__(self, file: str, budget_bytes: int):
+        self.file = file
+        self.budget_bytes = budget_bytes
+
+    # -- model level ------------------------------------------------------------------------
+
+    def build(self, root: Node) -> ModelSpec:
+        top = self._mapping(root, MODEL, "the spec", "a mapping with name, input and layers")
+        self._unknown_keys(top, MODEL_FIELDS, "")
+        name = self._model_field(top, root, "name", Field(text, "a name such as 'alexnet'"))
+        if not MODEL_NAME_PATTERN.match(name):
+            raise SpecError(top["name"].location, MODEL, "field 'name' has characters a file name "
+                            "cannot safely carry", repr(name), "letters, digits, '_', '.', '-' (at most 64)")
+        description = self._model_field(top, root, "description", Field(text, "a string", ""))
+        provenance = self._provenance(top.get("provenance"))
+        input_shape = self._model_field(top, root, "input",
+                                        Field(_input_shape, "[channels, height, width] of positive integers"))
+        preprocessing = self._preprocessing(top.get("preprocessing"), input_shape)
+        model_init = self._init_block(top.get("init"), MODEL, "init")
+        for param in model_init:
+            if param not in ("weight", "bias"):
+                raise SpecError(top["init"].value[param].location, MODEL,
+                                f"field 'init.{param}': the model's init sets conv2d/linear parameters only"
+                                + _nearest(param, ["weight", "bias"]),
+                                repr(param), "weight or bias (set other parameters in a layer's init)")
+        training = self._training(top.get("training"))
+        layers_node = top.get("layers")
+        if layers_node is None:
+            raise SpecError(root.location, MODEL, "missing required field 'layers'",
+                            None, "a non-empty list of layers")
+        if not isinstance(layers_node.value, list) or not layers_node.value:
+            raise SpecError(layers_node.location, MODEL, "field 'layers' must be a non-empty list",
+                            show(layers_node.plain()), "a list of mappings, each with name and op")
+        layers = self._layers(layers_node.value, input_shape, model_init)
+        self._check_budget(layers, input_shape, root.location)
+        return ModelSpec(name=name, description=description, provenance=provenance,
+                         input_shape=input_shape, preprocessing=preprocessing, layers=tuple(layers),
+                         training=training, source=self.file)
+
+    def _mapping(self, node: Node, where: str, what: str, expected: str) -> dict[str, Node]:
+        if not isinstance(node.value, dict):
+            raise SpecError(node.location, where, f"{what} must be a mapping", show(node.plain()), expected)
+        return node.value
+
+    def _unknown_keys(self, mapping: dict[str, Node], allowed, prefix: str) -> None:
+        for key, node in mapping.items():
+            if key not in allowed:
+                raise SpecError(node.location, MODEL, f"unknown field '{prefix}{key}'{_nearest(key, allowed)}",
+                                repr(key), "one of: " + ", ".join(sorted(allowed)))
+
+    def _model_field(self, top: dict[str, Node], root: Node, key: str, spec: Field) -> Any:
+        node = top.get(key)
+        if node is None:
+            if spec.required:
+                raise SpecError(root.location, MODEL, f"missing required field '{key}'",
+                                None, spec.expected)
+            return spec.default
+        try:
+            return spec.parse(key, node.plain())
+        except FieldProblem as p:
+            raise SpecError(node.location, MODEL, p.what, p.received, p.expected) from None
+
+    def _provenance(self, node: Node | None) -> dict[str, str]:
+        if node is None:
+            return {}
+        mapping = self._mapping(node, MODEL, "field 'provenance'", "a mapping with source, url and notes")
+        self._unknown_keys(mapping, ("source", "url", "notes"), "provenance.")
+        out = {}
+        for key, value in mapping.items():
+            if not isinstance(value.value, str):
+                raise SpecError(value.location, MODEL, f"field 'provenance.{key}' must be a string",
+                                show(value.plain()), "a string")
+            out[key] = value.value
+        return out
+
+    def _preprocessing(self, node: Node | None, input_shape: tuple[int, int, int]) -> Preprocessing | None:
+        if node is None:
+            return None
+        mapping = self._mapping(node, MODEL, "field 'preprocessing'", "a mapping with resize, crop, mean, std")
+        keys = ("resize", "crop", "mean", "std")
+        self._unknown_keys(mapping, keys, "preprocessing.")
+        channels = input_shape[0]
+        parsers = {
+            "resize": Field(positive_int, "a positive integer (shorter side)", None),
+            "crop": Field(positive_pair, "a positive integer or [height, width]", None),
+            "mean": Field(number_list(channels, any_number), f"a list of {channels} numbers", (0.0,) * channels),
+            "std": Field(number_list(channels, positive_number), f"a list of {channels} numbers > 0",
+                         (1.0,) * channels),
+        }
+        values = {}
+        for key, spec in parsers.items():
+            sub = mapping.get(key)
+            try:
+                values[key] = spec.default if sub is None else spec.parse(f"preprocessing.{key}", sub.plain())
+            except FieldProblem as p:
+                raise SpecError(sub.location, MODEL, p.what,
+                                p.received, p.expected) from None
+        final = values["crop"] or (values["resize"],) * 2
+        if final[0] is not None and tuple(final) != input_shape[1:]:
+            raise SpecError(node.location, MODEL, "preprocessing does not produce the input size",
+                            f"{final[0]}x{final[1]}", f"{input_shape[1]}x{input_shape[2]} (from 'input')")
+        return Preprocessing(**values)
+
+    def _training(self, node: Node | None) -> dict[str, Any]:
+        if node is None:
+            return {}
+        self._mapping(node, MODEL, "field 'training'", "a mapping of training metadata")
+        return node.plain()
+
+    def _init_block(self, node: Node | None, where: str, field: str) -> dict[str, InitDist]:
+        if node is None:
+            return {}
+        if not isinstance(node.value, dict):
+            raise SpecError(node.location, where, f"field '{field}' must be a mapping", show(node.plain()),
+                            "a mapping from parameter name to {dist: ...}")
+        out = {}
+        for param, dist_node in node.value.items():
+            try:
+                out[param] = parse_init(dist_node.plain())
+            except FieldProblem as p:
+                raise SpecError(dist_node.location, where, f"field '{field}.{param}': {p.what}", p.received,
+                                p.expected) from None
+        return out
+
+    # -- layers -----------------------------------------------------------------------------
+
+    def _layers(self, nodes: list[Node], input_shape, model_init: dict[str, InitDist]) -> list[Layer]:
+        layers: list[Layer] = []
+        seen: dict[str, Location] = {}
+        shape: tuple[int, ...] = input_shape
+        for index, node in enumerate(nodes):
+            layer = self._layer(node, index, shape, model_init, seen, layers)
+            seen[layer.name] = layer.location
+            layers.append(layer)
+            shape = layer.output_shape
+        return layers
+
+    def _layer(self, node: Node, index: int, shape, model_init, seen, previous: list[Layer]) -> Layer:
+        fallback_where = f"layer #{index + 1}"
+        mapping = self._mapping(node, fallback_where, "a layer", "a mapping with name, op and the op's fields")
+        name_node = mapping.get("name")
+        if name_node is None:
+            raise SpecError(node.location, fallback_where, "missing required field 'name'", None,
+                            "a unique layer name such as 'conv1'")
+        name = name_node.value
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise SpecError(name_node.location, fallback_where, "layer name is not a valid identifier",
+                            show(name), "letters, digits and '_', not starting with a digit, at most 64")
+        op_node = mapping.get("op")
+        if op_node is None:
+            raise SpecError(node.location, f"layer '{name}'", "missing required field 'op'", None,
+                            "one of: " + ", ".join(sorted(OPS)))
+        op_name = op_node.value
+        if not isinstance(op_name, str) or op_name not in OPS:
+            hint = _nearest(op_name, sorted(OPS)) if isinstance(op_name, str) else ""
+            raise SpecError(op_node.location, layer_where(name, str(op_name)), f"unknown op{hint}",
+                            repr(op_name), "one of: " + ", ".join(sorted(OPS)))
+        where = layer_where(name, op_name)
+        if name in seen:
+            raise SpecError(name_node.location, where, "duplicate layer name",
+                            f"'{name}' again (first at line {seen[name].line})", "unique layer names")
+        op = OPS[op_name]
+        allowed = tuple(op.fields) + LAYER_COMMON_FIELDS
+        for key, value in mapping.items():
+            if key not in allowed:
+                raise SpecError(value.location, where, f"unknown field '{key}'{_nearest(key, allowed)}",
+                                repr(key), "one of: " + ", ".join(sorted(allowed)))
+        attrs: dict[str, Any] = {}
+        for key, spec in op.fields.items():
+            sub = mapping.get(key)
+            if sub is None:
+                if spec.required:
+                    given = ", ".join(k for k in mapping if k not in ("name", "op")) or "none"
+                    raise SpecError(node.location, where, f"missing required field '{key}'",
+                                    f"fields: {given}", f"'{key}': {spec.expected}")
+                attrs[key] = None if spec.default is None else spec.parse(key, spec.default)
+                continue
+            try:
+                attrs[key] = spec.parse(key, sub.plain())
+            except FieldProblem as p:
+                raise SpecError(sub.location, where, p.what, p.received, p.expected) from None
+        try:
+            op.check(attrs)
+        except FieldProblem as p:
+            raise SpecError(node.location, where, p.what, p.received, p.expected) from None
+        try:
+            out_shape = op.output_shape(attrs, shape)
+        except ShapeProblem as p:
+            loc = mapping[p.field].location if p.field in mapping else node.location
+            received = p.received
+            if previous:
+                received = f"{received} from layer '{previous[-1].name}'" + _path_note(previous)
+            raise SpecError(loc, where, p.what, received, p.expected) from None
+        note_node = mapping.get("note")
+        note = note_node.value if note_node is not None else ""
+        if not isinstance(note, str):
+            raise SpecError(note_node.location, where, "field 'note' has the wrong type", show(note), "a string")
+        layer_init = self._init_block(mapping.get("init"), where, "init")
+        param_shapes = op.param_shapes(attrs, shape)
+        for param in layer_init:
+            if param not in param_shapes:
+                raise SpecError(mapping["init"].value[param].location, where,
+                                f"init names a parameter this layer does not have{_nearest(param, list(param_shapes))}",
+                                repr(param), "one of: " + (", ".join(param_shapes) or "(no parameters)"))
+        params = {
+            p: Param(ps.shape, ps.trainable, layer_init.get(p) or default_init(op_name, p, model_init))
+            for p, ps in param_shapes.items()
+        }
+        fan_in, fan_out = op.fan_in_out(attrs, shape)
+        for p, param in params.items():
+            if param.init.dist in ("fan_in_uniform", "glorot_uniform") and not fan_in:
+                raise SpecError(node.location, where, f"init {param.init.dist} needs a fan-in",
+                                f"'{p}' of a {op_name} layer", "constant, normal or uniform")
+        return Layer(name=name, op=op_name, attrs=attrs, input_shape=tuple(shape), output_shape=tuple(out_shape),
+                     params=params, macs=op.macs(attrs, shape, out_shape), fan_in=fan_in, fan_out=fan_out,
+                     location=node.location, note=note)
+
+    def _check_budget(self, layers: list[Layer], input_shape, location: Location) -> None:
+        weight_bytes = 4 * sum(layer.param_count for layer in layers)
+        activation_bytes = 4 * (math.prod(input_shape) + sum(math.prod(layer.output_shape) for layer in layers))
+        for what, size in (("weights", weight_bytes), ("activations of one image", activation_bytes)):
+            if size > self.budget_bytes:
+                raise SpecError(location, "spec", f"the {what} would exceed the memory budget",
+                                f"{size / 2**30:.2f} GiB of float32",
+                                f"at most {self.budget_bytes / 2**30:.2f} GiB (set --max-gib to raise it)")
+
+
+def _path_note(previous: list[Layer]) -> str:
+    """For a flattened input, say what was flattened: '(= 384x2x2 from layer 'pool5', flattened by ...)'."""
+    last = previous[-1]
+    if last.op == "flatten" and len(previous) > 1:
+        return f" (= {fmt_shape(last.input_shape)} from layer '{previous[-2].name}', flattened)"
+    return ""
+
+
+def _input_shape(name: str, value: Any) -> tuple[int, int, int]:
+    if not isinstance(value, list) or len(value) != 3:
+        raise FieldProblem("field 'input' must list channels, height and width", show(value),
+                           "[channels, height, width] of positive integers")
+    return tuple(positive_int(name, v) for v in value)  # type: ignore[return-value]

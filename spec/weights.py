@@ -1,0 +1,144 @@
+"""Canonical weights: one framework-neutral float32 tensor set per (spec, seed).
+
+Layouts are the canonical ones (conv OIHW, grouped conv O x I/groups x kH x kW, linear
+(out, in), batchnorm weight/bias/running_mean/running_var), names are ``<layer>.<param>``,
+and files are safetensors. Every tensor has its own PCG64 stream derived from the seed and
+its name, so a (spec, seed) pair gives the same bytes on every machine, and renaming or
+adding one layer leaves the others' tensors unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SpecError
+from .model import InitDist, ModelSpec, Param
+
+Weights = dict[str, np.ndarray]
+
+
+def _rng(seed: int, tensor_name: str) -> np.random.Generator:
+    words = np.frombuffer(hashlib.sha256(tensor_name.encode()).digest()[:16], dtype="<u4")
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, *map(int, words)])))
+
+
+def _draw(init: InitDist, param: Param, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+    a, shape = init.args, param.shape
+    if init.dist == "constant":
+        values = np.full(shape, a["value"], dtype=np.float64)
+    elif init.dist == "normal":
+        values = a["mean"] + a["std"] * rng.standard_normal(shape)
+    elif init.dist == "uniform":
+        values = rng.uniform(a["low"], a["high"], shape)
+    elif init.dist == "fan_in_uniform":
+        bound = a["gain"] / math.sqrt(fan_in)
+        values = rng.uniform(-bound, bound, shape)
+    elif init.dist == "glorot_uniform":
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        values = rng.uniform(-bound, bound, shape)
+    else:  # parse_init only admits the names above
+        raise AssertionError(init.dist)
+    return values.astype(np.float32)
+
+
+def canonical_weights(spec: ModelSpec, seed: int = 0) -> Weights:
+    if not isinstance(seed, int) or seed < 0:
+        raise SpecError(None, "weights", "seed must be a non-negative integer", repr(seed), "0, 1, 2, ...")
+    out: Weights = {}
+    for layer in spec.layers:
+        for pname, param in layer.params.items():
+            key = f"{layer.name}.{pname}"
+            out[key] = _draw(param.init, param, layer.fan_in, layer.fan_out, _rng(seed, key))
+    return out
+
+
+def weights_sha256(weights: Weights) -> str:
+    h = hashlib.sha256()
+    for key in sorted(weights):
+        h.update(key.encode())
+        h.update(str(weights[key].shape).encode())
+        h.update(np.ascontiguousarray(weights[key], dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+def check_weights(spec: ModelSpec, weights: Weights, source: str = "weights") -> None:
+    """Names, shapes, dtypes and finiteness against the spec; one error listing every problem."""
+    expected = spec.param_shapes()
+    problems = []
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    if missing:
+        problems.append("missing " + ", ".join(missing))
+    if unexpected:
+        problems.append("unexpected " + ", ".join(unexpected))
+    for key, shape in expected.items():
+        tensor = weights.get(key)
+        if tensor is None:
+            continue
+        if tuple(tensor.shape) != tuple(shape):
+            problems.append(f"{key} has shape {list(tensor.shape)}, expected {list(shape)}")
+        elif tensor.dtype != np.float32:
+            problems.append(f"{key} has dtype {tensor.dtype}, expected float32")
+        elif not np.isfinite(tensor).all():
+            bad = int((~np.isfinite(tensor)).sum())
+            problems.append(f"{key} has {bad} NaN/Inf values")
+    if problems:
+        raise SpecError(None, source, f"weights do not fit spec '{spec.name}'", "; ".join(problems),
+                        f"{len(expected)} float32 tensors named <layer>.<param> in canonical layouts")
+
+
+def save_weights(weights: Weights, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write safetensors atomically (temp file in the same folder, then rename)."""
+    from safetensors.numpy import save
+
+    path = Path(path)
+    data = save({k: np.ascontiguousarray(v) for k, v in weights.items()}, metadata=metadata)
+    atomic_write_bytes(path, data)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_weights(path: str | Path, spec: ModelSpec | None = None) -> Weights:
+    """Read canonical safetensors, or a torchvision-style AlexNet state_dict (``.pt``/``.pth``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(None, "weights", "no such weights file", str(path), "a .safetensors or .pth file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if path.suffix in (".pt", ".pth") or head[:2] == b"PK" or head[:1] == b"\x80":
+        from .torchvision_import import load_torchvision_state_dict
+
+        weights = load_torchvision_state_dict(path, spec)
+    else:
+        weights = _read_safetensors(path)
+    if spec is not None:
+        check_weights(spec, weights, str(path))
+    return weights
+
+
+def _read_safetensors(path: Path) -> Weights:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    data = path.read_bytes()
+    try:
+        return dict(load(data))
+    except (SafetensorError, ValueError, TypeError) as exc:
+        raise SpecError(None, str(path), "not a readable safetensors file", f"{len(data):,} bytes ({exc})",
+                        "a safetensors file such as 'alexbench weights SPEC -o FILE' writes") from None
