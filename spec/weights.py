@@ -10,8 +10,10 @@ adding one layer leaves the others' tensors unchanged.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -95,11 +97,26 @@ def check_weights(spec: ModelSpec, weights: Weights, source: str = "weights") ->
 
 def save_weights(weights: Weights, path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """Write safetensors atomically (temp file in the same folder, then rename)."""
-    from safetensors.numpy import save
+    atomic_write_bytes(Path(path), safetensors_bytes(weights, metadata))
 
-    path = Path(path)
-    data = save({k: np.ascontiguousarray(v) for k, v in weights.items()}, metadata=metadata)
-    atomic_write_bytes(path, data)
+
+def safetensors_bytes(weights: Weights, metadata: dict[str, str] | None = None) -> bytes:
+    """The safetensors format, written here so the bytes are reproducible: the reference writer keeps
+    ``__metadata__`` in a hash map whose order changes from process to process. Tensors are stored in
+    name order, the JSON header is sorted and padded with spaces to a multiple of 8 bytes."""
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    chunks, offset = [], 0
+    for name in sorted(weights):
+        array = np.ascontiguousarray(weights[name], dtype=np.float32)
+        data = array.astype("<f4", copy=False).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

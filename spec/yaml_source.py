@@ -20,6 +20,7 @@ from .errors import Location, SpecError
 MAX_FILE_BYTES = 1 << 20
 MAX_DEPTH = 32
 MAX_NODES = 50_000
+_PLAIN_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ class _Converter:
                             f"more than {MAX_NODES:,}", "a spec of ordinary size")
         if depth > MAX_DEPTH:
             raise SpecError(loc, "file", "YAML nesting is too deep", None, f"at most {MAX_DEPTH} levels")
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_COLLECTION_TAGS:
+            raise SpecError(loc, "file", "YAML value cannot be loaded safely: tagged collections are not allowed",
+                            f"tag {node.tag}", "plain YAML scalars, lists and mappings")
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Node] = {}
             for key_node, value_node in node.value:

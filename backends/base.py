@@ -1,0 +1,83 @@
+"""The one small interface every backend implements.
+
+A backend owns nothing but its framework: it builds a model from (spec, canonical
+weights), runs an NCHW float32 batch, counts its own parameters, exports ONNX where it
+can, and offers a step for benchmarking. The harness owns clocks, tolerances and files,
+and runs each backend in its own worker process (see ``worker.py``).
+
+Everything a backend returns is in canonical layout: NCHW feature maps, (N, F) features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+
+from ..spec import ModelSpec
+
+Weights = dict[str, np.ndarray]
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend's framework is not installed; the message is one line with the install hint."""
+
+
+class ExportUnsupported(RuntimeError):
+    """This backend has no ONNX export (or not for this spec); the message says why."""
+
+
+@dataclass
+class RunOutput:
+    output: np.ndarray
+    layers: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Backend:
+    """Base class. Subclasses set ``name``, ``needs`` and implement the verbs."""
+
+    name: ClassVar[str] = ""
+    # (importable module, pip extra) pairs checked before building: a missing one gives
+    # "backend 'keras' needs tensorflow: pip install 'alexbench[keras]'".
+    needs: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # Where this backend's ONNX file comes from: None, or the native backend that exports it.
+    onnx_source: ClassVar[str | None] = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, spec: ModelSpec, weights: Weights, onnx_path: Path | None = None) -> None:
+        raise NotImplementedError
+
+    def run(self, x: np.ndarray, layers: Sequence[str] = ()) -> RunOutput:
+        """Run an NCHW float32 batch; return the output and the requested named layer outputs."""
+        raise NotImplementedError
+
+    def param_count(self) -> int:
+        """Parameters as the framework itself counts them (buffers such as running stats included)."""
+        raise NotImplementedError
+
+    def export_onnx(self, path: Path) -> dict[str, Any]:
+        """Write an ONNX file; return facts about it (exporter, versions). Native backends only."""
+        raise ExportUnsupported(f"backend '{self.name}' has no ONNX export")
+
+    def bench_step(self, x: np.ndarray, device: str) -> Callable[[], Any]:
+        """Stage x on the device and return a callable that runs one inference and waits for it."""
+        raise NotImplementedError
+
+    def layer_names(self) -> list[str]:
+        """The spec layers whose outputs this backend can return (default: all of them)."""
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, Any]:
+        """Framework versions, device and providers actually used, for the results file."""
+        return {}
+
+    @classmethod
+    def check_available(cls) -> None:
+        import importlib.util
+
+        for module, extra in cls.needs:
+            if importlib.util.find_spec(module) is None:
+                raise BackendUnavailable(f"backend '{cls.name}' needs {module}: pip install 'alexbench[{extra}]'")

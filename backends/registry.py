@@ -1,0 +1,87 @@
+"""Backends by name. Built-ins are listed here; third-party packages add theirs through the
+``alexbench.backends`` entry-point group (``name = "package.module:BackendClass"``).
+
+Nothing here imports a framework: a backend's module is imported only inside its worker.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+from importlib.metadata import entry_points
+
+ENTRY_POINT_GROUP = "alexbench.backends"
+
+BUILTIN: dict[str, str] = {
+    "reference": "alexbench.backends.reference:ReferenceBackend",
+    "torch": "alexbench.backends.backend_torch:TorchBackend",
+    "keras": "alexbench.backends.backend_keras:KerasBackend",
+    "keras-torch": "alexbench.backends.backend_keras:KerasOnTorchBackend",
+    "keras-jax": "alexbench.backends.backend_keras:KerasOnJaxBackend",
+    "onnx-torch": "alexbench.backends.backend_onnxrt:OnnxFromTorchBackend",
+    "onnx-keras": "alexbench.backends.backend_onnxrt:OnnxFromKerasBackend",
+    "null": "alexbench.backends.null:NullBackend",
+}
+
+
+class UnknownBackend(ValueError):
+    pass
+
+
+def available_backends() -> dict[str, str]:
+    """Every backend name with its ``module:Class`` target, built-ins first."""
+    found = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def backend_target(name: str) -> str:
+    known = available_backends()
+    if name not in known:
+        close = difflib.get_close_matches(name, list(known), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UnknownBackend(f"unknown backend '{name}'{hint}; known backends: {', '.join(known)}")
+    return known[name]
+
+
+def load_backend_class(name: str):
+    """Import and return the backend class (inside a worker: this imports its framework)."""
+    module_name, _, class_name = backend_target(name).partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+# Environment a backend's worker sets before importing the backend's module: Keras reads
+# KERAS_BACKEND once per process, so each Keras flavour gets its own worker and variable.
+BACKEND_ENV: dict[str, dict[str, str]] = {
+    "keras": {"KERAS_BACKEND": "tensorflow"},
+    "keras-torch": {"KERAS_BACKEND": "torch"},
+    "keras-jax": {"KERAS_BACKEND": "jax"},
+}
+
+# Top-level framework module -> the pip extra that installs it (pyproject's optional dependencies).
+FRAMEWORK_EXTRAS: dict[str, str] = {
+    "torch": "torch", "tensorflow": "keras", "keras": "keras",
+    "onnx": "onnx", "onnxscript": "onnx", "tf2onnx": "onnx", "onnxruntime": "onnx",
+}
+
+
+def install_hint(backend: str, module: str) -> str:
+    """The one line a missing framework gets (same form as ``Backend.check_available``)."""
+    top = module.partition(".")[0]
+    extra = FRAMEWORK_EXTRAS.get(top)
+    how = f"pip install 'alexbench[{extra}]'" if extra else f"pip install {top}"
+    return f"backend '{backend}' needs {top}: {how}"
+
+
+def missing_module(exc: ImportError) -> str | None:
+    """The top-level module an import error says is not installed; None when it is installed
+    (a broken install is an error, not an absent framework) or is alexbench itself."""
+    name = getattr(exc, "name", None)
+    if not isinstance(exc, ModuleNotFoundError) or not name:
+        return None
+    top = name.partition(".")[0]
+    if top == "alexbench" or importlib.util.find_spec(top) is not None:
+        return None
+    return top

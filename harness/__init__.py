@@ -1,0 +1,1 @@
+"""The harness: compare, bench, report, results files and the command line."""

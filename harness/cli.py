@@ -1,0 +1,98 @@
+"""The ``alexbench`` command line. Each subcommand lives in its own module, imported only
+when that subcommand runs, so ``alexbench --help`` and ``alexbench summary`` start fast.
+
+Exit codes (the same for every subcommand):
+  0  success; every backend within tolerance
+  1  a numeric, shape or parameter-count mismatch
+  2  usage error, or an invalid spec / weights / input file
+  3  a backend failed to build, export or run (including a missing framework)
+  130 interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+from ..spec import SpecError
+
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+EXIT_CODES_HELP = """exit codes:
+  0    success (compare: every backend within tolerance)
+  1    a numeric, shape or parameter-count mismatch
+  2    usage error, or an invalid spec, weights or input file
+  3    a backend failed to build, export or run (a missing framework included)
+  130  interrupted"""
+
+# subcommand -> (module under alexbench.harness, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "summary": ("cmd_spec", "layer table: output shapes, parameters, MACs (from the spec alone)"),
+    "validate": ("cmd_spec", "check a spec; exit 2 with FILE:LINE:COL on the first problem"),
+    "weights": ("cmd_spec", "write the canonical weights of a spec for a seed (safetensors)"),
+    "backends": ("cmd_spec", "list the backends and whether their frameworks are installed"),
+    "compare": ("cmd_compare", "run backends on the same inputs and compare them with the float64 reference"),
+    "bench": ("cmd_bench", "measure throughput and latency per backend, batch size and device"),
+    "report": ("cmd_report", "write report.md and a self-contained report.html for a spec and results"),
+}
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser for ``command``; the other subcommands get their one-line help only, so
+    that a command imports nothing but its own module."""
+    parser = _Parser(
+        prog="alexbench",
+        description="Compile one YAML network spec into PyTorch and Keras with identical weights, export "
+                    "both to ONNX, and check that every backend computes the same function.",
+        epilog="examples:\n  alexbench summary alexnet\n  alexbench validate my-net.yaml\n"
+               "  alexbench compare --backends torch,keras\n  alexbench bench --batch-sizes 1,32\n"
+               "  alexbench report alexnet -o out/\n\n" + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"alexbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name == command:
+            _command_module(module).add_arguments(name, p)
+    return parser
+
+
+def _command_module(module: str):
+    return importlib.import_module(f"{__package__}.{module}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    module = _command_module(COMMANDS[args.command][0])
+    try:
+        return module.run(args.command, args)
+    except UsageError as exc:
+        print(f"alexbench {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SpecError as exc:
+        print(f"alexbench {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("alexbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
