@@ -77,7 +77,8 @@ def _module_and_pad(layer: Layer) -> tuple[nn.Module | None, nn.Module]:
         return (None if sym else _pad_module(layer, 0.0)), nn.AvgPool2d(a["kernel"], a["stride"], padding=sym or 0)
     simple: dict[str, Callable[[], nn.Module]] = {
         "relu": nn.ReLU,  # never inplace: captured layer outputs must not be overwritten
-        "lrn": lambda: nn.LocalResponseNorm(a["size"], a["alpha"], a["beta"], a["k"]),  # torch divides alpha by size too
+        # torch divides alpha by size, like the spec: the spec's alpha passes through unchanged
+        "lrn": lambda: nn.LocalResponseNorm(a["size"], a["alpha"], a["beta"], a["k"]),
         "adaptive_avgpool2d": lambda: nn.AdaptiveAvgPool2d(a["output"]),
         "batchnorm2d": lambda: nn.BatchNorm2d(layer.input_shape[0], eps=a["eps"], momentum=a["momentum"]),
         "dropout": lambda: nn.Dropout(a["rate"]),

@@ -16,13 +16,17 @@ harness (``runner.py``) reports it from the exit signal and stderr.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
+
+from .base import BackendUnavailable
 
 STAGES = ("import", "build", "export", "run")
 
@@ -66,26 +70,20 @@ class Worker:
     def emit(self, event: str, **fields: Any) -> None:
         self.events.write(json.dumps({"event": event, **fields}) + "\n")
 
-    def stage(self, name: str):
-        """Context manager: time a stage, announce it, and turn an exception into StageFailed."""
-        worker = self
-
-        class _Stage:
-            def __enter__(self):
-                worker.emit("stage", stage=name)
-                self.start = time.perf_counter()
-
-            def __exit__(self, exc_type, exc, tb):
-                worker.result["timings_s"][name] = round(time.perf_counter() - self.start, 6)
-                if exc is None or not isinstance(exc, Exception):
-                    return False
-                from .base import BackendUnavailable
-
-                traceback.print_exception(exc_type, exc, tb, file=sys.stderr)
-                status = "unavailable" if isinstance(exc, BackendUnavailable) else "error"
-                raise StageFailed(name, status, exc) from exc
-
-        return _Stage()
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage, announce it, and turn its exception into StageFailed."""
+        self.emit("stage", stage=name)
+        start = time.perf_counter()
+        try:
+            yield
+        except BackendUnavailable as exc:
+            raise StageFailed(name, "unavailable", exc) from exc
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            raise StageFailed(name, "error", exc) from exc
+        finally:
+            self.result["timings_s"][name] = round(time.perf_counter() - start, 6)
 
     def run(self) -> int:
         try:
@@ -112,11 +110,13 @@ class Worker:
             # Before the backend's module is imported: Keras reads KERAS_BACKEND once per process.
             os.environ.update(registry.BACKEND_ENV.get(name, {}))
             os.environ.update({str(k): str(v) for k, v in (job.get("env") or {}).items()})
-            target = registry.backend_target(name)
-            cls = _class_without_import(name, target)
-            if cls is not None:
-                cls.check_available()
-            cls = registry.load_backend_class(name)
+            try:
+                cls = registry.load_backend_class(name)
+            except ImportError as exc:  # a built-in backend's module imports its framework at the top
+                missing = registry.missing_module(exc)
+                if missing is None:
+                    raise
+                raise BackendUnavailable(registry.install_hint(name, missing)) from exc
             cls.check_available()
             backend = cls(options=dict(job.get("options") or {}))
 
@@ -139,7 +139,7 @@ class Worker:
 
         with self.stage("run"):
             x = np.load(_resolve(self.job_dir, job["input"]))
-            expected = (spec.input_shape)
+            expected = spec.input_shape
             if x.ndim != 4 or tuple(x.shape[1:]) != tuple(expected) or x.dtype != np.float32:
                 raise ValueError(f"input {job['input']} is {x.dtype} {list(x.shape)}; spec '{spec.name}' "
                                  f"expects float32 [N, {', '.join(map(str, expected))}] (NCHW)")
@@ -166,17 +166,13 @@ class Worker:
         self.result["missing_layers"] = [n for n in requested if n not in out.layers]
 
 
-def _class_without_import(name: str, target: str):
-    """Nothing: the class is known only by importing its module (kept as a seam for clarity)."""
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m alexbench.backends.worker JOB_DIR", file=sys.stderr)
         return 2
     events = _events_stream()
+    faulthandler.enable(sys.stderr)  # a segfault leaves a Python traceback in the stderr tail
     return Worker(Path(argv[0]), events).run()
 
 

@@ -65,10 +65,15 @@ def decode_spec_bytes(data: bytes, file: str) -> str:
 
 def load_yaml(text: str, file: str) -> Node:
     """Parse one YAML document safely into located ``Node`` values."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, file) from None
     try:
         try:
             root = loader.get_single_node()
+        except yaml.reader.ReaderError as exc:
+            raise _reader_error(exc, text, file) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             problem = exc.problem or exc.context or "invalid YAML"
@@ -84,6 +89,15 @@ def load_yaml(text: str, file: str) -> Node:
         return _Converter(loader, file).convert(root, 0)
     finally:
         loader.dispose()
+
+
+def _reader_error(exc: yaml.reader.ReaderError, text: str, file: str) -> SpecError:
+    before = text[: exc.position]
+    line = before.count("\n") + 1
+    col = exc.position - (before.rfind("\n") + 1) + 1
+    return SpecError(Location(file, line, col), "file", "spec contains a character YAML does not allow",
+                     f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character),
+                     "printable UTF-8 text")
 
 
 class _Converter:

@@ -49,3 +49,9 @@ def test_invalid_yaml_is_located():
 
 def test_non_string_key():
     assert "mapping keys must be strings" in error("1: a\n")
+
+
+def test_control_character_found_by_fuzzing():
+    assert error("name: t\ninput: \x08") == (
+        "x.yaml:2:8: file: spec contains a character YAML does not allow; received U+0008; "
+        "expected printable UTF-8 text")

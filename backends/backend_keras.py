@@ -1,0 +1,210 @@
+"""The Keras 3 backend: a functional NHWC model compiled from the spec, on TensorFlow (``keras``),
+torch (``keras-torch``) or JAX (``keras-jax``).
+
+Keras picks its backend from ``KERAS_BACKEND`` once per process, when it is first imported.
+So this module does not import keras at import time: a worker imports it, reads the backend
+class's ``env``, sets it in ``os.environ``, and only ``build`` imports keras (``import_keras``
+also sets the variable itself when keras is not yet imported, and refuses a process whose
+keras already runs on another backend).
+
+Layer names equal the spec's; helper layers get derived names (``conv2_pad``, ``flatten_chw``).
+Op by op construction is in ``keras_layers.py``, weight layouts in ``layouts.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+
+from ..spec import ModelSpec, check_weights, fmt_shape
+from . import layouts
+from .base import Backend, ExportUnsupported, RunOutput, Weights
+
+
+def import_keras(keras_backend: str):
+    """keras, running on ``keras_backend`` ('tensorflow', 'torch' or 'jax')."""
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = keras_backend
+    import keras
+
+    if keras.backend.backend() != keras_backend:
+        raise RuntimeError(
+            f"keras in this process runs on '{keras.backend.backend()}', expected '{keras_backend}': Keras reads "
+            f"KERAS_BACKEND once, when first imported; set KERAS_BACKEND={keras_backend} before importing keras "
+            f"(each backend runs in its own worker process for this reason)")
+    return keras
+
+
+def keras_model_from_spec(spec: ModelSpec, weights: Weights):
+    """A Keras 3 functional model, input NHWC float32 with a free batch axis, computing the spec's
+    function with the canonical ``weights``. Uses whatever backend keras was imported with."""
+    import keras
+
+    from .keras_layers import OP_BUILDERS
+
+    check_weights(spec, weights)
+    c, h, w = spec.input_shape
+    inputs = keras.Input(shape=(h, w, c), dtype="float32", name="input")
+    x = inputs
+    for layer in spec.layers:
+        build = OP_BUILDERS.get(layer.op)
+        if build is None:
+            raise ValueError(f"spec '{spec.name}', layer '{layer.name}': no Keras builder for op '{layer.op}'; "
+                             f"known ops: {', '.join(OP_BUILDERS)}")
+        x = build(layer, x)
+        expected = _nhwc_shape(layer.output_shape)
+        if tuple(x.shape[1:]) != expected:
+            raise ValueError(f"spec '{spec.name}', layer '{layer.name}' ({layer.op}): Keras output shape "
+                             f"{fmt_shape(tuple(x.shape[1:]))} (NHWC), the spec's is {fmt_shape(expected)}")
+    model = keras.Model(inputs, x, name=spec.name)
+    for layer in spec.layers:
+        arrays = layouts.keras_weights(layer.op, layer.name, weights)
+        if arrays:
+            model.get_layer(layer.name).set_weights(arrays)
+    return model
+
+
+def keras_layer_model(model, names: Sequence[str]):
+    """A model on the same layers (shared weights) whose outputs are the named layers' outputs."""
+    import keras
+
+    missing = [n for n in names if n not in {layer.name for layer in model.layers}]
+    if missing:
+        raise KeyError(f"model '{model.name}' has no layer {', '.join(map(repr, missing))}; "
+                       f"layers: {', '.join(layer.name for layer in model.layers)}")
+    return keras.Model(model.inputs, [model.get_layer(n).output for n in names], name=f"{model.name}_layers")
+
+
+def load_keras_model(path: str | Path):
+    """Reload a model saved with ``model.save('x.keras')`` (registers the custom layers first)."""
+    import keras
+
+    from . import keras_layers  # noqa: F401  (registers the custom layers)
+
+    return keras.saving.load_model(str(path))
+
+
+def _nhwc_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
+
+
+class KerasBackend(Backend):
+    name: ClassVar[str] = "keras"
+    needs: ClassVar[tuple[tuple[str, str], ...]] = (("tensorflow", "keras"), ("keras", "keras"))
+    # Set in the worker's environment before keras is imported (see the module docstring).
+    env: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "tensorflow"}
+
+    def build(self, spec: ModelSpec, weights: Weights, onnx_path: Path | None = None) -> None:
+        self.keras = import_keras(self.env["KERAS_BACKEND"])
+        if not self.options.get("allow_tf32", False):
+            self._full_float32()
+        self.spec = spec
+        self.model = keras_model_from_spec(spec, weights)
+        self._layer_models: dict[tuple[str, ...], Any] = {}
+
+    def _full_float32(self) -> None:
+        """No TF32 on GPUs (parity is checked at float32); a no-op on the CPU."""
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+
+    def _input(self, x: np.ndarray) -> np.ndarray:
+        expected = (len(x), *self.spec.input_shape) if np.ndim(x) == 4 else ("N", *self.spec.input_shape)
+        if np.ndim(x) != 4 or tuple(x.shape) != expected or x.dtype != np.float32:
+            raise ValueError(f"backend '{self.name}', spec '{self.spec.name}': input {getattr(x, 'dtype', '?')} "
+                             f"{list(np.shape(x))}, expected float32 NCHW {list(expected)}")
+        return layouts.nchw_to_nhwc(x)
+
+    def run(self, x: np.ndarray, layers: Sequence[str] = ()) -> RunOutput:
+        x_nhwc = self._input(x)
+        final = self.spec.layers[-1].name
+        names = tuple(dict.fromkeys(n for n in layers if n != final))
+        unknown = [n for n in names if n not in self.layer_names()]
+        if unknown:
+            raise KeyError(f"spec '{self.spec.name}' has no layer {', '.join(map(repr, unknown))}; "
+                           f"layers: {', '.join(self.layer_names())}")
+        if names not in self._layer_models:
+            self._layer_models[names] = keras_layer_model(self.model, (final, *names)) if names else self.model
+        outs = self._layer_models[names].predict_on_batch(x_nhwc)
+        outs = [outs] if not names else list(outs)
+        arrays = {n: layouts.activation_to_canonical(np.asarray(o)) for n, o in zip((final, *names), outs)}
+        return RunOutput(arrays[final], {n: arrays[n] for n in layers})
+
+    def param_count(self) -> int:
+        return int(self.model.count_params())
+
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.spec.layers]
+
+    def environment(self) -> dict[str, Any]:
+        framework = self.env["KERAS_BACKEND"]
+        return {"keras": self.keras.__version__, "keras_backend": self.keras.backend.backend(),
+                framework: importlib.import_module(framework).__version__, "device": self.device()}
+
+    def device(self) -> str:
+        """Where the weights live, as the framework names it (e.g. 'CPU:0', 'cuda:0', 'TFRT_CPU_0')."""
+        value = self.model.weights[0].value
+        device = getattr(value, "device", None)
+        if callable(device):  # older jax: Array.device()
+            device = device()
+        return str(device).rpartition("device:")[2] or "unknown"
+
+    def bench_step(self, x: np.ndarray, device: str) -> Callable[[], Any]:
+        on_gpu = any(k in self.device().lower() for k in ("gpu", "cuda"))
+        if (device.split(":")[0].lower() in ("gpu", "cuda")) != on_gpu:
+            raise ValueError(f"backend '{self.name}': asked to bench on '{device}', but its model lives on "
+                             f"'{self.device()}' (Keras places the model on a GPU whenever one is visible)")
+        staged = self.keras.ops.convert_to_tensor(self._input(x))
+        predict = self.model.predict_on_batch  # compiled (tf.function / jax.jit); returns NumPy, so it waits
+        return lambda: predict(staged)
+
+    def export_onnx(self, path: Path) -> dict[str, Any]:
+        """Keras' own ONNX export (tf2onnx on TensorFlow), batch axis free, NHWC input."""
+        import onnx
+        import tf2onnx
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.model.export(str(path), format="onnx", verbose=False)
+        proto = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(str(path))
+        return {"exporter": f"keras {self.keras.__version__} model.export(format='onnx') via tf2onnx "
+                            f"{tf2onnx.__version__}",
+                "input_layout": "NHWC", "input_name": proto.graph.input[0].name,
+                "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))}
+
+
+class KerasOnTorchBackend(KerasBackend):
+    name: ClassVar[str] = "keras-torch"
+    needs: ClassVar[tuple[tuple[str, str], ...]] = (("torch", "torch"), ("keras", "keras"))
+    env: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "torch"}
+
+    def _full_float32(self) -> None:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+    def export_onnx(self, path: Path) -> dict[str, Any]:
+        raise ExportUnsupported(f"backend '{self.name}' has no ONNX export: the Keras ONNX file is exported on "
+                                f"TensorFlow by backend 'keras' (Keras' torch export fixes the batch size)")
+
+
+class KerasOnJaxBackend(KerasBackend):
+    name: ClassVar[str] = "keras-jax"
+    needs: ClassVar[tuple[tuple[str, str], ...]] = (("jax", "jax"), ("keras", "keras"))
+    env: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "jax"}
+
+    def _full_float32(self) -> None:
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest")
+
+    def export_onnx(self, path: Path) -> dict[str, Any]:
+        raise ExportUnsupported(f"backend '{self.name}' has no ONNX export: the Keras ONNX file is exported on "
+                                f"TensorFlow by backend 'keras'")
