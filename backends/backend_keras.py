@@ -77,7 +77,7 @@ def keras_layer_model(model, names: Sequence[str]):
     if missing:
         raise KeyError(f"model '{model.name}' has no layer {', '.join(map(repr, missing))}; "
                        f"layers: {', '.join(layer.name for layer in model.layers)}")
-    return keras.Model(model.inputs, [model.get_layer(n).output for n in names], name=f"{model.name}_layers")
+    return keras.Model(model.input, [model.get_layer(n).output for n in names], name=f"{model.name}_layers")
 
 
 def load_keras_model(path: str | Path):
@@ -114,10 +114,10 @@ class KerasBackend(Backend):
         tf.config.experimental.enable_tensor_float_32_execution(False)
 
     def _input(self, x: np.ndarray) -> np.ndarray:
-        expected = (len(x), *self.spec.input_shape) if np.ndim(x) == 4 else ("N", *self.spec.input_shape)
-        if np.ndim(x) != 4 or tuple(x.shape) != expected or x.dtype != np.float32:
+        c, h, w = self.spec.input_shape
+        if np.ndim(x) != 4 or tuple(x.shape[1:]) != (c, h, w) or x.dtype != np.float32:
             raise ValueError(f"backend '{self.name}', spec '{self.spec.name}': input {getattr(x, 'dtype', '?')} "
-                             f"{list(np.shape(x))}, expected float32 NCHW {list(expected)}")
+                             f"{list(np.shape(x))}, expected float32 NCHW [N, {c}, {h}, {w}]")
         return layouts.nchw_to_nhwc(x)
 
     def run(self, x: np.ndarray, layers: Sequence[str] = ()) -> RunOutput:
@@ -159,18 +159,28 @@ class KerasBackend(Backend):
         if (device.split(":")[0].lower() in ("gpu", "cuda")) != on_gpu:
             raise ValueError(f"backend '{self.name}': asked to bench on '{device}', but its model lives on "
                              f"'{self.device()}' (Keras places the model on a GPU whenever one is visible)")
-        staged = self.keras.ops.convert_to_tensor(self._input(x))
-        predict = self.model.predict_on_batch  # compiled (tf.function / jax.jit); returns NumPy, so it waits
+        return self._step(self.keras.ops.convert_to_tensor(self._input(x)))
+
+    def _step(self, staged) -> Callable[[], Any]:
+        # TensorFlow: a tf.function (XLA on a GPU); torch: eager under no_grad. Returns NumPy, so it waits.
+        predict = self.model.predict_on_batch
         return lambda: predict(staged)
 
     def export_onnx(self, path: Path) -> dict[str, Any]:
         """Keras' own ONNX export (tf2onnx on TensorFlow), batch axis free, NHWC input."""
+        if self.env["KERAS_BACKEND"] != "tensorflow":  # Keras' torch export fixes the batch size
+            raise ExportUnsupported(f"backend '{self.name}' has no ONNX export: the Keras ONNX file is exported "
+                                    f"on TensorFlow by backend 'keras'")
         import onnx
+        import tensorflow as tf
         import tf2onnx
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.model.export(str(path), format="onnx", verbose=False)
+        # An explicit signature: the batch axis stays free (and an uncalled functional model is accepted).
+        h, w, c = _nhwc_shape(self.spec.input_shape)
+        signature = [tf.TensorSpec((None, h, w, c), tf.float32, name="input")]
+        self.model.export(str(path), format="onnx", verbose=False, input_signature=signature)
         proto = onnx.load(str(path), load_external_data=False)
         onnx.checker.check_model(str(path))
         return {"exporter": f"keras {self.keras.__version__} model.export(format='onnx') via tf2onnx "
@@ -190,10 +200,6 @@ class KerasOnTorchBackend(KerasBackend):
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
 
-    def export_onnx(self, path: Path) -> dict[str, Any]:
-        raise ExportUnsupported(f"backend '{self.name}' has no ONNX export: the Keras ONNX file is exported on "
-                                f"TensorFlow by backend 'keras' (Keras' torch export fixes the batch size)")
-
 
 class KerasOnJaxBackend(KerasBackend):
     name: ClassVar[str] = "keras-jax"
@@ -205,6 +211,13 @@ class KerasOnJaxBackend(KerasBackend):
 
         jax.config.update("jax_default_matmul_precision", "highest")
 
-    def export_onnx(self, path: Path) -> dict[str, Any]:
-        raise ExportUnsupported(f"backend '{self.name}' has no ONNX export: the Keras ONNX file is exported on "
-                                f"TensorFlow by backend 'keras'")
+    def _step(self, staged) -> Callable[[], Any]:
+        """A jitted stateless forward: Keras' jax predict_on_batch passes the weights through its jitted
+        function and back (a copy of every weight per call where buffers cannot be donated, as on CPU)."""
+        import jax
+
+        model = self.model
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        forward = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
+        return lambda: forward(trainable, non_trainable, staged).block_until_ready()

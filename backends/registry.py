@@ -63,7 +63,7 @@ BACKEND_ENV: dict[str, dict[str, str]] = {
 # Top-level framework module -> the pip extra that installs it (pyproject's optional dependencies).
 FRAMEWORK_EXTRAS: dict[str, str] = {
     "torch": "torch", "tensorflow": "keras", "keras": "keras",
-    "onnx": "onnx", "onnxscript": "onnx", "tf2onnx": "onnx", "onnxruntime": "onnx",
+    "onnx": "onnx", "onnxscript": "onnx", "tf2onnx": "onnx", "onnxruntime": "onnx", "jax": "jax",
 }
 
 

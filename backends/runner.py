@@ -113,10 +113,13 @@ def _read_events(stream, out: queue.Queue) -> None:
     out.put(None)  # end of stream
 
 
-def run_worker(job_dir: str | Path, timeout_s: float, on_event: EventHandler | None = None) -> WorkerResult:
+def run_worker(job_dir: str | Path, timeout_s: float, on_event: EventHandler | None = None,
+               entry_module: str = "alexbench.backends.worker") -> WorkerResult:
     """Run the job in ``job_dir`` in a fresh interpreter and report how it ended.
 
-    ``on_event`` gets each progress event (a dict with "event", plus "backend"), in this thread."""
+    ``on_event`` gets each progress event (a dict with "event", plus "backend"), in this thread.
+    ``entry_module``: the worker's module (``python -m``); bench jobs use ``alexbench.harness.bench_worker``,
+    which speaks the same job/event/result protocol."""
     job_dir = Path(job_dir)
     backend = json.loads((job_dir / "job.json").read_text())["backend"]
     (job_dir / "result.json").unlink(missing_ok=True)  # never read a previous run's result
@@ -126,7 +129,7 @@ def run_worker(job_dir: str | Path, timeout_s: float, on_event: EventHandler | N
     timed_out = False
     start = time.perf_counter()
     with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "alexbench.backends.worker", str(job_dir)],
+        proc = subprocess.Popen([sys.executable, "-m", entry_module, str(job_dir)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                                 start_new_session=True)
     pgid = proc.pid  # start_new_session: the worker leads its own group

@@ -26,9 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from .base import BackendUnavailable
+import numpy as np
 
-STAGES = ("import", "build", "export", "run")
+from .base import BackendUnavailable, RunOutput
 
 
 class StageFailed(Exception):
@@ -101,8 +101,6 @@ class Worker:
         return 0 if self.result["status"] == "ok" else 1
 
     def _do(self, job: dict[str, Any]) -> None:
-        import numpy as np
-
         name = job["backend"]
         with self.stage("import"):
             from . import registry
@@ -150,9 +148,7 @@ class Worker:
             out = backend.run(x, wanted)
             self._save(out, requested)
 
-    def _save(self, out, requested: list[str]) -> None:
-        import numpy as np
-
+    def _save(self, out: RunOutput, requested: list[str]) -> None:
         layers_dir = self.job_dir / "out" / "layers"
         layers_dir.mkdir(parents=True, exist_ok=True)
         output = np.asarray(out.output)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 
-from ..backends.registry import available_backends, load_backend_class
+from ..backends.registry import available_backends, install_hint, load_backend_class, missing_module
 from ..spec import ModelSpec, canonical_weights, fmt_shape, load_spec, save_weights, weights_sha256
 from ..spec.loader import DEFAULT_BUDGET_BYTES, shipped_spec_names
 
@@ -100,26 +99,21 @@ def summary_table(spec: ModelSpec) -> str:
 
 
 def _backends(args: argparse.Namespace) -> int:
+    """Import each backend's module (this command alone loads the frameworks, to see what works)."""
     rows = []
     for name, target in available_backends().items():
-        module_name = target.partition(":")[0]
+        available, detail = True, ""
         try:
-            cls = load_backend_class(name) if importlib.util.find_spec(module_name) else None
-        except ImportError as exc:  # a plugin module that cannot import
-            rows.append({"name": name, "target": target, "available": False, "detail": str(exc)})
-            continue
-        detail = ""
-        available = cls is not None
-        if cls is not None:
-            try:
-                cls.check_available()
-            except Exception as exc:
-                available, detail = False, str(exc)
+            load_backend_class(name).check_available()
+        except ImportError as exc:
+            missing = missing_module(exc)
+            available, detail = False, install_hint(name, missing) if missing else f"cannot import: {exc}"
+        except Exception as exc:  # BackendUnavailable, or a plugin that fails in its own way
+            available, detail = False, str(exc)
         rows.append({"name": name, "target": target, "available": available, "detail": detail})
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
-            mark = "yes" if row["available"] else "no "
-            print(f"{row['name']:<12} {mark}  {row['detail'] or row['target']}")
+            print(f"{row['name']:<12} {'yes' if row['available'] else 'no ':<4} {row['detail'] or row['target']}")
     return 0

@@ -14,13 +14,6 @@ import pytest
 from alexbench.spec import canonical_weights, load_spec, save_weights
 
 SPECS_DIR = Path(__file__).resolve().parents[1] / "specs"
-OP_SPECS = sorted(SPECS_DIR.glob("ops-*.yaml"))
-SHIPPED_SPECS = ("alexnet", "alexnet-owt", "alexnet-blog-keras")
-
-
-def seeded_input(spec, batch: int, seed: int = 0) -> np.ndarray:
-    """Standard-normal NCHW float32 input: negative values reach every pooling layer."""
-    return np.random.default_rng(seed).standard_normal((batch, *spec.input_shape)).astype(np.float32)
 
 
 @dataclass
@@ -39,7 +32,7 @@ def job_files(tmp_path: Path) -> JobFiles:
     spec_path = SPECS_DIR / "ops-conv-groups.yaml"
     spec = load_spec(spec_path)
     weights = canonical_weights(spec, seed=0)
-    x = seeded_input(spec, 2)
+    x = np.random.default_rng(0).standard_normal((2, *spec.input_shape)).astype(np.float32)
     save_weights(weights, tmp_path / "weights.safetensors")
     np.save(tmp_path / "input.npy", x)
     return JobFiles(spec_path, tmp_path / "weights.safetensors", tmp_path / "input.npy", spec, weights, x)
@@ -131,6 +124,7 @@ def pytest_terminal_summary(terminalreporter):
     if not _PARITY:
         return
     terminalreporter.section("parity against the float64 reference (worst over output and named layers)")
-    terminalreporter.write_line(f"{'backend':<12} {'spec':<20} {'batch':>5} {'rel L2':>10} {'max abs/max|ref|':>17}  layer")
+    header = f"{'backend':<12} {'spec':<20} {'batch':>5} {'rel L2':>10} {'max abs/max|ref|':>17}  layer"
+    terminalreporter.write_line(header)
     for backend, spec, batch, rel_l2, rel_max, layer in _PARITY:
         terminalreporter.write_line(f"{backend:<12} {spec:<20} {batch:>5} {rel_l2:>10.2e} {rel_max:>17.2e}  {layer}")

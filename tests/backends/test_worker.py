@@ -130,9 +130,7 @@ def test_hang_times_out_and_leaves_no_process(job_files, tmp_path, plugin):
     assert elapsed < 3 + 2 + 3  # the timeout, SIGTERM's grace, and slack: both ignore SIGTERM
     worker_pid, child_pid = map(int, pid_file.read_text().split())
     assert not _alive(worker_pid) and not _alive(child_pid)
-    assert _group_alive(worker_pid) == []
-    with pytest.raises(ProcessLookupError):
-        os.killpg(worker_pid, 0)
+    assert _group_alive(worker_pid) == []  # (os.killpg(pgid, 0) would still see unreaped zombies)
 
 
 def test_killed_worker_is_crashed_and_the_next_job_still_runs(job_files, plugin):

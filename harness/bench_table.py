@@ -1,0 +1,85 @@
+"""The table ``alexbench bench`` prints: one row per backend, precision, variant and batch size,
+with the device, the peaks and the harness' own overhead above it and what was skipped or
+failed below it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+COLUMNS = ("backend", "execution", "precision", "batch", "median ms", "p10-p90 ms", "images/s", "GFLOP/s",
+           "% matmul", "% theory", "reps")
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3g}" if value < 10 else f"{value:,.1f}"
+
+
+def _row(r: dict[str, Any]) -> list[str]:
+    execution = r.get("execution") or ""
+    if r.get("variant"):
+        execution = f"{execution} [{r['variant']}]"
+    return [r["backend"], execution, r["precision"], str(r["batch"]), _ms(r["median_ms"]),
+            f"{_ms(r['p10_ms'])}-{_ms(r['p90_ms'])}", _num(r["images_per_s"]), _num(r.get("gflops")),
+            _pct(r.get("peak_share")), _pct(r.get("theoretical_share")), str(r.get("repetitions", ""))]
+
+
+def _grid(header: tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    numeric = {i for i, h in enumerate(header) if h not in ("backend", "execution", "precision")}
+
+    def line(cells) -> str:
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _peak_lines(peak: dict[str, Any]) -> list[str]:
+    lines = []
+    for precision, m in (peak.get("measured") or {}).items():
+        if m.get("gflops"):
+            lines.append(f"matmul peak ({precision}, {m['n']}^3, {m['library']}): {m['gflops']:,.1f} GFLOP/s "
+                         f"measured in this run")
+        else:
+            lines.append(f"matmul peak ({precision}): not measured ({m.get('error')})")
+    for precision, t in (peak.get("theoretical") or {}).items():
+        lines.append(f"theoretical peak ({precision}): {t['gflops']:,.1f} GFLOP/s = {t['basis']}")
+    return lines
+
+
+def render_bench(doc: dict[str, Any]) -> str:
+    bench = doc["bench"]
+    s = bench["settings"]
+    out = [f"alexbench bench · spec {doc['spec']['name']} ({doc['spec']['macs'] / 1e6:,.1f} M MACs per image) · "
+           f"{s['device']}: {s['device_name']} · {s['threads']} threads"]
+    m = s["method"]
+    out.append(f"method: {m['warmup']} warm-up runs, then repetitions until {m['min_time_s']:g} s and "
+               f"{m['min_reps']} runs; median with p10-p90; inputs staged on the device")
+    out += _peak_lines(bench.get("peak") or {})
+    for o in bench.get("overhead") or []:
+        out.append(f"harness overhead (null backend): median {o['median_ms'] * 1e3:.2f} us per repetition "
+                   f"({o['repetitions']} reps)")
+    if s.get("load_average_at_start") and s["load_average_at_start"] > 0.5:
+        out.append(f"note: load average {s['load_average_at_start']} when the run started: other work was "
+                   f"competing for the cores")
+    out.append("")
+    rows = sorted(bench["rows"], key=lambda r: (r["precision"], r["batch"], -r["images_per_s"]))
+    out += _grid(COLUMNS, [_row(r) for r in rows]) if rows else ["(no rows)"]
+    for skip in bench.get("skipped") or []:
+        label = " ".join(filter(None, (skip["backend"], skip["precision"], skip.get("variant"))))
+        out.append(f"skipped {label}: {skip['reason']}")
+    for f in bench.get("failures") or []:
+        out.append(f"FAILED {f['backend']} {f['precision']} batch {f['batch']}: {f['error']}")
+    for b in doc["backends"]:
+        if b["status"] != "ok":
+            out.append(f"{b['status'].upper()} {b['name']} ({b.get('stage') or '?'}): {b['error']}")
+    out.append("")
+    out.append(("OK: " if doc["verdict"]["exit_code"] == 0 else "FAILED: ") + doc["verdict"]["summary"])
+    return "\n".join(out)
