@@ -93,7 +93,7 @@ class ExportInfo:
 def onnx_from_torch(spec: ModelSpec, weights: Weights, path: str | Path, opset: int = OPSET) -> ExportInfo:
     from .backend_torch import torch_model_from_spec
 
-    return export_torch_model(torch_model_from_spec(spec, weights), spec, weights, path, opset)
+    return export_torch_model(torch_model_from_spec(spec, weights), spec, path, opset)
 
 
 def onnx_from_keras(spec: ModelSpec, weights: Weights, path: str | Path, opset: int = OPSET,
@@ -101,11 +101,10 @@ def onnx_from_keras(spec: ModelSpec, weights: Weights, path: str | Path, opset: 
     from .backend_keras import import_keras, keras_model_from_spec
 
     import_keras("tensorflow")
-    return export_keras_model(keras_model_from_spec(spec, weights), spec, weights, path, opset, keras_route)
+    return export_keras_model(keras_model_from_spec(spec, weights), spec, path, opset, keras_route)
 
 
-def export_torch_model(model, spec: ModelSpec, weights: Weights | None, path: str | Path,
-                       opset: int = OPSET) -> ExportInfo:
+def export_torch_model(model, spec: ModelSpec, path: str | Path, opset: int = OPSET) -> ExportInfo:
     """Export a built torch model (``torch_model_from_spec``) to ``path`` and check the file."""
     import onnxscript
     import torch
@@ -126,11 +125,13 @@ def export_torch_model(model, spec: ModelSpec, weights: Weights | None, path: st
         raise _failed("torch", exporter, spec, opset, exc) from exc
     export_s = time.perf_counter() - start
     versions = {"torch": torch.__version__, "onnxscript": onnxscript.__version__}
-    return _finish(path, None, spec, weights, "torch", exporter, versions, "NCHW", opset, export_s)
+    # The model's state_dict is the canonical weight set: the breakdown checks shared values on it.
+    weights = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    return describe(path, spec, weights, exporter, versions, opset, export_s)
 
 
-def export_keras_model(model, spec: ModelSpec, weights: Weights | None, path: str | Path,
-                       opset: int = OPSET, keras_route: str = "stateless") -> ExportInfo:
+def export_keras_model(model, spec: ModelSpec, path: str | Path, opset: int = OPSET,
+                       keras_route: str = "stateless") -> ExportInfo:
     """Export a built Keras model (``keras_model_from_spec``, TensorFlow backend) to ``path``."""
     import keras
     import tensorflow as tf
@@ -159,7 +160,7 @@ def export_keras_model(model, spec: ModelSpec, weights: Weights | None, path: st
         raise _failed("keras", exporter, spec, opset, exc) from exc
     export_s = time.perf_counter() - start
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__}
-    return _finish(path, proto, spec, weights, "keras", exporter, versions, "NHWC", opset, export_s)
+    return describe(path, spec, None, exporter, versions, opset, export_s, proto)
 
 
 def _keras_stateless_proto(model, x_spec, opset: int):
@@ -185,10 +186,11 @@ def _keras_stateless_proto(model, x_spec, opset: int):
     proto, _ = tf2onnx.convert.from_function(forward, input_signature=signature, opset=opset)
     graph = proto.graph
     by_arg = {n: v for n, v in zip(arg_names, variables)}
-    unknown = [i.name for i in graph.input if i.name not in by_arg and i.name != x_spec.name]
-    if unknown or len(graph.input) - sum(i.name in by_arg for i in graph.input) != 1:
-        raise ExportFailed(f"keras -> ONNX: tf2onnx gave graph inputs {[i.name for i in graph.input]}; expected "
-                           f"'{x_spec.name}' and the model's variables")
+    constants = {t.name for t in graph.initializer}  # listed as inputs too below IR version 4
+    data = [i.name for i in graph.input if i.name not in by_arg and i.name not in constants]
+    if data != [x_spec.name]:
+        raise ExportFailed(f"keras -> ONNX: tf2onnx gave graph inputs {data} besides the model's variables; "
+                           f"expected only '{x_spec.name}'")
     rename = {i.name: by_arg[i.name].path for i in graph.input if i.name in by_arg}
     for node in graph.node:
         node.input[:] = [rename.get(name, name) for name in node.input]
@@ -236,7 +238,7 @@ def _failed(kind: str, exporter: str, spec: ModelSpec, opset: int, exc: BaseExce
 
 # ---- checks and facts ----------------------------------------------------------------------
 
-def check_file(path: str | Path, spec: ModelSpec, input_layout: str, proto=None):
+def check_file(path: str | Path, spec: ModelSpec, proto=None):
     """Checker (full), strict shape inference, I/O shapes against the spec with a symbolic batch.
     Returns the loaded model and the list of checks passed; a failure raises ExportFailed."""
     import onnx
@@ -247,6 +249,7 @@ def check_file(path: str | Path, spec: ModelSpec, input_layout: str, proto=None)
     except Exception as exc:
         raise ExportFailed(f"{path.name} fails onnx.checker.check_model(full_check=True): {exc}") from exc
     proto = onnx.load(str(path)) if proto is None else proto
+    input_layout = "NHWC" if exporter_kind(proto) == "keras" else "NCHW"
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     except Exception as exc:
@@ -269,20 +272,25 @@ def check_file(path: str | Path, spec: ModelSpec, input_layout: str, proto=None)
                    f"input [batch, {', '.join(map(str, want_in))}] and output shapes match the spec"]
 
 
-def _finish(path: Path, proto, spec: ModelSpec, weights: Weights | None, kind: str, exporter: str,
-            versions: dict[str, str], layout: str, opset: int, export_s: float) -> ExportInfo:
+def describe(path: str | Path, spec: ModelSpec, weights: Weights | None = None, exporter: str = "",
+             versions: dict[str, str] | None = None, opset: int | None = None, export_s: float = 0.0,
+             proto=None) -> ExportInfo:
+    """Check an exported file and collect its facts (``opset``: the one asked of the exporter)."""
     import onnx
 
     start = time.perf_counter()
-    proto, checks = check_file(path, spec, layout, proto)
+    proto, checks = check_file(path, spec, proto)
+    kind = exporter_kind(proto)
+    layout = "NHWC" if kind == "keras" else "NCHW"
     got_opset = default_opset(proto)
-    if got_opset != opset:
+    if opset is not None and got_opset != opset:
         raise ExportFailed(f"{kind} -> ONNX export of spec '{spec.name}': asked for opset {opset}, the exporter "
                            f"wrote opset {got_opset}")
     layers, missing = layer_tensors(proto, spec)
     inputs = [i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
     return ExportInfo(
-        kind=kind, exporter=exporter, versions={**versions, "onnx": onnx.__version__},
+        kind=kind, exporter=exporter or f"{proto.producer_name} (described from the file)",
+        versions={**(versions or {}), "onnx": onnx.__version__},
         producer=f"{proto.producer_name} {proto.producer_version}".strip(), opset=got_opset,
         ir_version=proto.ir_version, input_name=inputs[0], input_layout=layout,
         output_name=proto.graph.output[0].name, batch_dim="batch",
@@ -389,13 +397,14 @@ def _spec_name(kind: str, initializer: str) -> str:
 def param_breakdown(proto, spec: ModelSpec, weights: Weights | None = None) -> dict[str, Any]:
     """Parameters in the file's initializers next to the spec's, with the differences explained.
 
-    ``weight_params`` (float initializers of rank >= 1) is what an ONNX backend reports as its
-    parameter count; ``constant_params`` are the exporter's constants (shape, axes, pads,
-    indices, scalars). A spec tensor without an initializer of its name is explained when it is
+    ``weight_params`` (initializers named after a spec tensor, and other float initializers of
+    more than one value) is what an ONNX backend reports as its parameter count;
+    ``constant_params`` are the exporter's constants (integer shapes, axes, pads, indices, and
+    single float values such as epsilons). A spec tensor without an initializer of its name is explained when it is
     a BatchNorm folded into the Conv before it, an all-zero bias dropped, or a tensor equal to
     one that is there (shared); with ``weights`` the last two are checked on the values.
     """
-    from onnx import TensorProto, numpy_helper
+    from onnx import TensorProto
 
     kind = exporter_kind(proto)
     floats = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
@@ -406,32 +415,30 @@ def param_breakdown(proto, spec: ModelSpec, weights: Weights | None = None) -> d
     for init in proto.graph.initializer:
         size = int(np.prod(init.dims, dtype=np.int64))
         total += size
-        if init.data_type in floats and len(init.dims) >= 1:
-            weight += size
-            canonical = _spec_name(kind, init.name)
-            if canonical in expected:
-                present[canonical] = init
-            else:
-                unnamed.append(init.name)
-    layers = {layer.name: i for i, layer in enumerate(spec.layers)}
-    notes: list[str] = []
-    unexplained = 0
-    for canonical, shape in expected.items():
-        if canonical in present:
+        canonical = _spec_name(kind, init.name)
+        if canonical in expected:
+            present[canonical] = init
+        elif init.data_type not in floats or size <= 1:
             continue
-        layer_name = canonical.rpartition(".")[0]
-        size = int(np.prod(shape))
-        reason = _why_absent(canonical, spec, layers[layer_name], present, weights)
-        if reason is None:
-            unexplained += size
-            reason = "not in the file and not explained"
-        notes.append(f"{canonical} ({size:,}): {reason}")
+        else:
+            unnamed.append(init.name)
+        weight += size
+    index = {layer.name: i for i, layer in enumerate(spec.layers)}
+    absent: dict[str, list[tuple[str, int]]] = {}  # reason -> [(tensor, size)]
+    for canonical, shape in expected.items():
+        if canonical not in present:
+            reason = _why_absent(canonical, spec, index[canonical.rpartition(".")[0]], present, weights)
+            absent.setdefault(reason or "UNEXPLAINED: not in the file", []).append((canonical, int(np.prod(shape))))
+    notes = [f"{reason}: {', '.join(name for name, _ in items)} ({sum(n for _, n in items):,} values)"
+             for reason, items in absent.items()]
+    unexplained = sum(n for _, n in absent.get("UNEXPLAINED: not in the file", []))
     if unnamed:
         count = sum(int(np.prod(i.dims)) for i in proto.graph.initializer if i.name in set(unnamed))
         notes.append(f"{len(unnamed)} float initializers ({count:,}) are not named after a spec tensor: "
                      f"{', '.join(unnamed[:6])}{' …' if len(unnamed) > 6 else ''}")
     if total - weight:
-        notes.append(f"{total - weight:,} values in exporter constants (integer shapes/axes/pads/indices, scalars)")
+        notes.append(f"{total - weight:,} values in exporter constants (integer shapes/axes/pads/indices, "
+                     f"single float values)")
     if kind == "keras" and present:
         notes.append("weights in Keras layout (conv kernels HWIO, dense kernels (in, out)); transposes, group "
                      "slices and BatchNorm scale/shift are nodes on them that ONNX Runtime folds at load")
@@ -445,15 +452,15 @@ def _why_absent(canonical: str, spec: ModelSpec, index: int, present: dict, weig
     before = spec.layers[index - 1] if index else None
     if layer.op == "batchnorm2d" and before is not None and before.op == "conv2d" \
             and f"{before.name}.weight" in present:
-        return f"BatchNorm folded into the Conv '{before.name}' by the exporter (its initializers hold the result)"
+        return f"BatchNorm folded by the exporter into the Conv before it ('{before.name}', which holds the result)"
     if weights is None or canonical not in weights:
         return None
     from onnx import numpy_helper
 
     value = weights[canonical]
-    if canonical.endswith(".bias") and not np.any(value):
-        return "all-zero bias dropped by the exporter's optimizer"
+    if not np.any(value):
+        return "all zeros, dropped (a zero bias) or shared with an equal initializer by the exporter's optimizer"
     for other, init in present.items():
         if tuple(init.dims) == value.shape and np.array_equal(numpy_helper.to_array(init), value):
-            return f"equal to '{other}', which the exporter shares in its place (deduplicated initializer)"
+            return f"equal to '{other}', whose initializer the exporter shares in their place"
     return None

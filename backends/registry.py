@@ -52,14 +52,6 @@ def load_backend_class(name: str):
     return getattr(importlib.import_module(module_name), class_name)
 
 
-# Environment a backend's worker sets before importing the backend's module: Keras reads
-# KERAS_BACKEND once per process, so each Keras flavour gets its own worker and variable.
-BACKEND_ENV: dict[str, dict[str, str]] = {
-    "keras": {"KERAS_BACKEND": "tensorflow"},
-    "keras-torch": {"KERAS_BACKEND": "torch"},
-    "keras-jax": {"KERAS_BACKEND": "jax"},
-}
-
 # Top-level framework module -> the pip extra that installs it (pyproject's optional dependencies).
 FRAMEWORK_EXTRAS: dict[str, str] = {
     "torch": "torch", "tensorflow": "keras", "keras": "keras",

@@ -105,9 +105,6 @@ class Worker:
         with self.stage("import"):
             from . import registry
 
-            # Before the backend's module is imported: Keras reads KERAS_BACKEND once per process.
-            os.environ.update(registry.BACKEND_ENV.get(name, {}))
-            os.environ.update({str(k): str(v) for k, v in (job.get("env") or {}).items()})
             try:
                 cls = registry.load_backend_class(name)
             except ImportError as exc:  # a built-in backend's module imports its framework at the top
@@ -115,6 +112,10 @@ class Worker:
                 if missing is None:
                     raise
                 raise BackendUnavailable(registry.install_hint(name, missing)) from exc
+            # Before the framework is imported (backend modules import Keras lazily, in build):
+            # Keras reads KERAS_BACKEND once per process. A job's own env comes last.
+            os.environ.update(getattr(cls, "env", {}))
+            os.environ.update({str(k): str(v) for k, v in (job.get("env") or {}).items()})
             cls.check_available()
             backend = cls(options=dict(job.get("options") or {}))
 

@@ -88,7 +88,7 @@ BENCH_WORKER = "alexbench.harness.bench_worker"
 # Native backend -> the ONNX Runtime backend that runs its export (as in compare).
 ONNX_SOURCE = {"onnx-torch": "torch", "onnx-keras": "keras"}
 # The matmul peak needs fewer, longer repetitions than a model row.
-PEAK_METHOD = Method(warmup=1, min_time_s=1.0, min_reps=3)
+PEAK_METHOD = Method(warmup=1, min_time_s=0.5, min_reps=3)
 
 Progress = Callable[[str], None]
 
@@ -104,7 +104,7 @@ class BenchConfig:
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
     device: str = "auto"
     precisions: tuple[str, ...] = ("float32",)
-    compiled: bool = False  # also run each backend's compiled variant, as separate rows
+    compiled: str | None = None  # None, "also" (eager and compiled rows) or "only" (compiled rows)
     method: Method = Method()
     threads: int | None = None  # default: every core
     seed: int = 0
@@ -113,6 +113,7 @@ class BenchConfig:
     cache_dir: str | None = None
     overhead: bool = True  # time the null backend: the harness' own cost per repetition
     peak: bool = True
+    peak_n: int | None = None  # matmul size for the peak (default: peak.MATMUL_N for the device)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def plan_jobs(cfg: BenchConfig, device: str) -> tuple[list[Job], list[dict[str, 
     from .bench_worker import skip_reason
 
     jobs, skipped = [], []
-    variants = (None, "compiled") if cfg.compiled else (None,)
+    variants = {None: (None,), "also": (None, "compiled"), "only": ("compiled",)}[cfg.compiled]
     for name in cfg.backends:
         for precision in cfg.precisions:
             for variant in variants:
@@ -253,22 +254,22 @@ class _RunContext:
         self.device, self.threads, self.progress = device, threads, progress
         self.exports: dict[str, Any] = {}
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, cpu_only: bool = False) -> dict[str, str]:
         from .bench_worker import thread_env
 
         env = thread_env(self.threads)
-        if self.device == "cpu":  # every framework on the CPU, even where a GPU is visible
+        if self.device == "cpu" or cpu_only:  # every framework on the CPU, even where a GPU is visible
             env.update({"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"})
         return env
 
     def _run(self, job_name: str, backend: str, bench: dict[str, Any], options: dict[str, Any] | None = None,
-             onnx_path: str | None = None):
+             onnx_path: str | None = None, cpu_only: bool = False):
         import json
 
         from ..backends.runner import make_job, run_worker
 
         job_dir = make_job(self.run_dir / job_name, backend, self.spec_path, self.weights_path,
-                           self.run_dir / job_name / "bench.json", options=options, env=self._env(),
+                           self.run_dir / job_name / "bench.json", options=options, env=self._env(cpu_only),
                            onnx_path=onnx_path)
         (job_dir / "bench.json").write_text(json.dumps(bench, indent=1))
         return run_worker(job_dir, self.cfg.timeout_s, on_event=self._on_event, entry_module=BENCH_WORKER)
@@ -303,8 +304,9 @@ class _RunContext:
         self.progress(f"measuring the matmul peak on {self.device} ({name}), {self.threads} threads…")
         m = PEAK_METHOD
         bench = {"task": "peak", "device": self.device, "precisions": list(self.cfg.precisions),
-                 "threads": self.threads, "method": {"warmup": m.warmup, "min_time_s": m.min_time_s,
-                                                     "min_reps": m.min_reps, "max_reps": m.max_reps}}
+                 "threads": self.threads, "n": self.cfg.peak_n,
+                 "method": {"warmup": m.warmup, "min_time_s": m.min_time_s, "min_reps": m.min_reps,
+                            "max_reps": m.max_reps}}
         result = self._run("peak", "null", bench)
         measured = {}
         if result.ok:
@@ -332,10 +334,9 @@ class _RunContext:
                  "repetitions": r["repetitions"]} for r in result.result["bench"]["rows"]]
 
     def _onnx_file(self, name: str, doc: dict[str, Any]) -> str | None:
-        """The export an ONNX Runtime backend runs: from the cache, or made now by its native backend."""
+        """The export an ONNX Runtime backend runs: from the cache, or made now (in a worker of its own,
+        on the CPU) and cached."""
         from ..backends import export_cache
-        from ..backends.runner import make_job, run_worker
-        from .inputs import seeded_inputs
 
         if name in self.exports:
             return self.exports[name]
@@ -345,26 +346,17 @@ class _RunContext:
             self.exports[name] = str(cached.path)
             return self.exports[name]
         source = ONNX_SOURCE[name]
-        self.progress(f"    {name}: exporting with {source} (cached for the next run)…")
-        job_dir = self.run_dir / f"export-{name}"
-        job_dir.mkdir(parents=True, exist_ok=True)
-        np.save(job_dir / "input.npy", seeded_inputs(self.spec, 1, self.cfg.seed))
-        target = job_dir / f"{name}.onnx"
-        make_job(job_dir, source, self.spec_path, self.weights_path, job_dir / "input.npy", export_onnx=target,
-                 env={"CUDA_VISIBLE_DEVICES": ""})  # export on the CPU: the file does not depend on it
-        result = run_worker(job_dir, self.cfg.timeout_s,
-                            on_event=lambda e: self.progress(f"    {source} (export): {e.get('stage')}…")
-                            if e.get("event") == "stage" else None)
-        if not result.ok or not target.is_file():
+        self.progress(f"    {name}: exporting from {source} (cached for the next run)…")
+        result = self._run(f"export-{name}", source, {"task": "export", "kind": source,
+                                                      "cache_dir": self.cfg.cache_dir}, cpu_only=True)
+        path = ((result.result or {}).get("bench") or {}).get("onnx_path")
+        if not result.ok or not path:
             entry = _backend_entry(name, result)
-            entry["stage"] = "export"
-            entry["error"] = f"exporting with '{source}' failed: {entry['error']}"
+            entry["error"] = f"exporting from '{source}' failed: {entry['error']}"
             doc["backends"].append(entry)
             return None
-        info = (result.result or {}).get("export") or {}
-        stored = export_cache.store(name, self.spec, self.w_sha, target, info, self.cfg.cache_dir)
-        self.exports[name] = str(stored)
-        return self.exports[name]
+        self.exports[name] = path
+        return path
 
     def bench_job(self, job: Job, doc: dict[str, Any], failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
         onnx_path = None

@@ -6,6 +6,7 @@ whose ``Worker`` this extends), plus JOB_DIR/bench.json::
     {"task": "model", "batch_sizes": [1, 8], "device": "cpu", "precision": "float32",
      "variant": null | "compiled", "threads": 2, "seed": 0, "method": {...}}
     {"task": "peak", "device": "cpu", "precisions": ["float32"], "threads": 2, "method": {...}}
+    {"task": "export", "kind": "torch", "cache_dir": null}     # an ONNX export through the cache
 
 result.json gains ``"bench": {"rows": [...], "failures": [...], ...}``. Rows carry the
 statistics of ``bench.summarize`` but no peak share: the harness adds it once the peak job ran.
@@ -75,18 +76,23 @@ class BenchWorker(Worker):
             with self.stage("run"):
                 self.result["bench"] = {"peaks": _peaks(settings)}
             return
+        if settings["task"] == "export":
+            with self.stage("export"):
+                self.result["bench"] = _export(job, settings)
+            return
         backend, spec = self._build(job, settings)
         with self.stage("run"):
             self.result["bench"] = self._bench(backend, spec, job["backend"], settings)
 
     def _build(self, job: dict[str, Any], settings: dict[str, Any]):
+        """The parity worker's import and build stages (same order, same errors), then the bench's
+        pre-build settings. TODO(worker owner): expose these stages in Worker so both share them."""
         from ..backends import registry
         from ..backends.base import BackendUnavailable
         from ..spec import load_spec, load_weights
 
         name = job["backend"]
         with self.stage("import"):
-            os.environ.update(registry.BACKEND_ENV.get(name, {}))
             try:
                 cls = registry.load_backend_class(name)
             except ImportError as exc:
@@ -94,6 +100,8 @@ class BenchWorker(Worker):
                 if missing is None:
                     raise
                 raise BackendUnavailable(registry.install_hint(name, missing)) from exc
+            os.environ.update(getattr(cls, "env", {}))  # KERAS_BACKEND, before keras is imported
+            os.environ.update({str(k): str(v) for k, v in (job.get("env") or {}).items()})
             cls.check_available()
             backend = cls(options=dict(job.get("options") or {}))
             _before_build(name, settings)
@@ -140,6 +148,17 @@ def _path(text: str | None) -> Path | None:
     return None if text is None else Path(text)
 
 
+def _export(job: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Make (or find) the ONNX export through the export cache, in this process."""
+    from ..backends.export_cache import cached_export
+    from ..spec import load_spec, load_weights
+
+    spec = load_spec(Path(job["spec"]))
+    weights = load_weights(Path(job["weights"]), spec)
+    path, _, hit = cached_export(settings["kind"], spec, weights, settings.get("cache_dir"))
+    return {"onnx_path": str(path), "cache_hit": bool(hit)}
+
+
 def _peaks(settings: dict[str, Any]) -> list[dict[str, Any]]:
     from .bench import Method
     from .peak import measure_matmul_peak
@@ -148,7 +167,8 @@ def _peaks(settings: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for precision in settings["precisions"]:
         try:
-            out.append(measure_matmul_peak(settings["device"], precision, settings["threads"], method))
+            out.append(measure_matmul_peak(settings["device"], precision, settings["threads"], method,
+                                           n=settings.get("n")))
         except Exception as exc:  # the models' rows still stand without a peak
             out.append({"precision": precision, "gflops": None, "error": f"{type(exc).__name__}: {exc}"})
     return out

@@ -65,9 +65,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", type=_csv, default=["float32"],
                         help=f"comma-separated: {', '.join(PRECISIONS)} (default float32; the others on CUDA only, "
                              "for the backends that support them)")
-    parser.add_argument("--compile", action="store_true",
+    parser.add_argument("--compile", nargs="?", const="also", choices=["also", "only"],
                         help="also time compiled variants as separate rows (torch.compile; XLA for Keras on "
-                             "TensorFlow; torch.compile for keras-torch)")
+                             "TensorFlow; torch.compile for keras-torch); --compile only: just those")
     parser.add_argument("--threads", type=_positive_int,
                         help="intra-op threads for every CPU runtime (default: all cores)")
     parser.add_argument("--warmup", type=int, default=m.warmup, help=f"untimed runs first (default {m.warmup})")
@@ -82,7 +82,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                         "images/s against batch size chart) into DIR")
     parser.add_argument("--timeout", type=_nonnegative_float, default=900.0,
                         help="seconds each worker may take (default 900)")
-    parser.add_argument("--cache-dir", help="ONNX export cache (default $ALEXBENCH_CACHE_DIR or ~/.cache/alexbench/onnx)")
+    parser.add_argument("--cache-dir",
+                        help="ONNX export cache (default $ALEXBENCH_CACHE_DIR or ~/.cache/alexbench/onnx)")
     parser.add_argument("--no-overhead", dest="overhead", action="store_false",
                         help="skip the null backend (the harness' overhead row)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress, only the table")

@@ -97,6 +97,10 @@ def run(command: str, args: argparse.Namespace) -> int:
                         save_dir=args.save, cache_dir=args.cache_dir)
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0; received {args.seed}")
+    if args.report:  # fail before a long run, not after it
+        from .report_diagram import check_graphviz
+
+        check_graphviz()
 
     def progress(message: str) -> None:
         if not args.quiet:
@@ -112,7 +116,7 @@ def run(command: str, args: argparse.Namespace) -> int:
     if args.report:
         from .cmd_report import write_report_for_results
 
-        write_report_for_results(doc, args.report)
+        write_report_for_results(doc, args.report, progress=progress)
         progress(f"report written to {args.report}")
     if args.quiet:
         print(doc["verdict"]["summary"])

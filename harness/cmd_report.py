@@ -19,14 +19,20 @@ EXAMPLES = """examples:
       layer table, parameters and MACs, and the architecture diagram
   alexbench report alexnet --compare-with alexnet-owt --compare-with alexnet-blog-keras -o out/
       ... plus a side-by-side diff of the variants
-  alexbench compare alexnet --json cpu.json && alexbench bench alexnet --json bench.json
+  alexbench compare --spec alexnet --json cpu.json
+  alexbench bench --spec alexnet --json bench.json
   alexbench report alexnet --results cpu.json --results gpu.json --results bench.json -o out/
       ... plus the parity matrix, per-layer errors, throughput and environment; files from
       several machines merge, one column per machine
+  alexbench compare --spec alexnet --report out/
+      the same report straight from one run (also `alexbench bench --report`)
 
-writes into DIR: report.md, report.html (one page, no network or scripts needed), diagram.svg,
-and chart-*.svg for report.md; each file atomically. The diagram needs Graphviz's `dot`
-(apt-get install graphviz); without it the command stops with exit 2 unless --no-diagram."""
+writes into DIR: report.md, report.html (one page, no network or scripts needed), diagram.svg
+and chart-*.svg (the pictures of report.md), each atomically; such files left from an earlier
+report are replaced or removed, other files are left alone. The diagram needs Graphviz's `dot`
+(apt-get install graphviz): without it the command stops with exit 2, unless --no-diagram.
+Exit 0 when the report is written; 2 for a bad spec or results file, results made with another
+spec, or no Graphviz."""
 
 # Every file a report writes matches this; stale ones from an earlier report in DIR are removed.
 OWN_FILE = re.compile(r"^(report\.md|report\.html|diagram\.svg|chart-(errors|throughput)-\d+\.svg)$")

@@ -136,8 +136,8 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
             job_dir = make_job(run_dir / name, name, spec_path, weights_path, input_path, layer_names, **job_kwargs)
             progress(f"[{index}/{len(order)}] {name}: starting")
             started = time.perf_counter()
-            result = run_worker(job_dir, cfg.timeout_s,
-                                on_event=lambda event, n=name: progress(f"    {n}: {_describe(event)}"))
+            result = run_worker(job_dir, cfg.timeout_s, on_event=lambda event, n=name: _stage_progress(
+                progress, n, event))
             progress(f"[{index}/{len(order)}] {name}: {result.status} in {time.perf_counter() - started:.1f} s")
             if export_target is not None and result.status == "ok" and export_target.is_file():
                 info = (result.result or {}).get("export") or {}
@@ -164,10 +164,9 @@ def _onnx_source(name: str) -> str | None:
     return None
 
 
-def _describe(event: dict) -> str:
+def _stage_progress(progress: Progress, name: str, event: dict) -> None:
     if event.get("event") == "stage":
-        return f"{event.get('stage')}…"
-    return ", ".join(f"{k}={v}" for k, v in event.items() if k != "event")
+        progress(f"      {name}: {event.get('stage')}...")
 
 
 def _failed(name: str, stage: str, error: str) -> dict:

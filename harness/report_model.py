@@ -246,9 +246,13 @@ def gather_results(docs: Sequence[tuple[str, dict[str, Any]]], spec: ModelSpec) 
             keys[key] = label
             results.machines[label] = doc["environment"]
         results.runs.append(Run(path, doc, keys[key], keys[key]))
-    for kind in ("compare", "bench"):
-        runs = [r for r in results.runs if r.kind == kind]
+    for run in results.bench_runs:  # a bench run measures one device, which names it
+        settings = run.doc.get("bench", {}).get("settings") or {}
+        rows = run.doc.get("bench", {}).get("rows") or [{}]
+        run.label = settings.get("device_name") or rows[0].get("device_name") or run.machine
+    for runs in (results.compare_runs, results.bench_runs):
+        labels = [r.label for r in runs]
         for run in runs:
-            if sum(r.machine == run.machine for r in runs) > 1:
-                run.label = f"{run.machine} · {run.doc['created']}"
+            if labels.count(run.label) > 1:
+                run.label = f"{run.label} · {run.doc['created']}"
     return results

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from alexbench.backends import layouts
 from alexbench.backends.backend_keras import KerasBackend, import_keras, keras_model_from_spec, load_keras_model
 from alexbench.backends.base import RunOutput
 from alexbench.backends.reference import reference_forward
+from alexbench.backends.registry import load_backend_class
 from alexbench.backends.runner import make_job, run_worker
 from alexbench.harness.inputs import seeded_inputs
 from alexbench.harness.metrics import PROFILES, REL_L2_LIMIT, agreement, first_divergent_layer
@@ -73,8 +75,6 @@ def _first_divergence(spec, weights, x):
 
 
 def _with_attrs(layer, **attrs):
-    from dataclasses import replace
-
     return replace(layer, attrs={**layer.attrs, **attrs})
 
 
@@ -116,8 +116,7 @@ def test_same_builder_matches_the_reference_in_a_worker_on_each_keras_backend(ba
         run = run_worker(job, timeout_s=300)
         assert run.ok, f"{backend_name} worker on {spec.name}: {run.status} at {run.stage}: {run.error}\n" \
                        f"{run.stderr_tail}"
-        assert run.result["environment"]["keras_backend"] == KerasBackend.env["KERAS_BACKEND"] \
-            if backend_name == "keras" else backend_name.removeprefix("keras-")
+        assert run.result["environment"]["keras_backend"] == load_backend_class(backend_name).env["KERAS_BACKEND"]
         assert run.result["param_count"] == spec.param_count
         got = RunOutput(np.load(job / run.result["output"]),
                         {name: np.load(job / path) for name, path in run.result["layers"].items()})

@@ -108,7 +108,7 @@ def test_results_merge_one_column_per_machine(tmp_path):
     text = (out / "report.md").read_text()
     assert "| backend | AMD EPYC 7B13 (16 CPUs) | NVIDIA H200 |" in text  # parity: one column per machine
     assert "first divergent layer: norm1" in text and "export: tf2onnx" in text
-    assert "| backend | batch | AMD EPYC 7B13 | NVIDIA H200 | Intel(R) Xeon(R) Platinum 8480+ |" in text
+    assert "| backend | batch | AMD EPYC 7B13 | Intel(R) Xeon(R) Platinum 8480+ | NVIDIA H200 |" in text
     assert "|  | AMD EPYC 7B13 (16 CPUs) | NVIDIA H200 |" in text  # environment
     charts = sorted(p.name for p in out.glob("chart-*.svg"))
     assert charts == ["chart-errors-1.svg", "chart-errors-2.svg", "chart-throughput-1.svg",
@@ -209,3 +209,16 @@ def test_log_chart_handles_zero_and_gaps():
     assert 'fill="white" stroke=' in svg  # the exact zero is a hollow point
     assert "1e-6" in svg and "1e-2" in svg
     assert svg.count('stroke="#d62728"') == 1  # one red ring
+
+
+def test_report_from_a_real_compare_run(tmp_path):
+    """compare writes results, report reads them: the schema is the only contract between them."""
+    results = tmp_path / "cmp.json"
+    code = main(["compare", "--spec", TEST_SPECS[0], "--backends", "torch", "--no-onnx", "--batch", "2",
+                 "--json", str(results), "--quiet"])
+    assert code == 0
+    code, out = report(tmp_path, TEST_SPECS[0], "--results", str(results))
+    assert code == 0
+    text = (out / "report.md").read_text()
+    assert "✅ ok · max_abs" in text and "all 9 layers within tolerance" in text
+    assert "](chart-errors-1.svg)" in text and (out / "chart-errors-1.svg").is_file()

@@ -28,7 +28,8 @@ CASES = {
     "report-alexnet.md": {},
     "report-alexnet-full.md": {"variants": ["alexnet-owt", "alexnet-blog-keras"],
                                "results": ["results-compare-cpu.json", "results-compare-gpu.json",
-                                           "results-bench-cpu.json", "results-bench-gpu.json"]},
+                                           "results-bench-cpu.json", "results-bench-gpu.json",
+                                           "results-bench-gpu-host.json"]},
 }
 
 

@@ -1,0 +1,233 @@
+"""Is the spec-compiled model as fast as the same network written by hand? (issue 6, fairness)
+
+For each framework, in its own process (thread pools must not compete), this builds
+  - the model compiled from the spec (``torch_model_from_spec`` / the ``keras`` backend), and
+  - torchvision-style AlexNet written by hand: an ``nn.Module`` with ``features`` / ``classifier``,
+    and a Keras ``Sequential`` written the usual Keras way (ReLU fused into Conv2D/Dense,
+    'same' padding where it equals the spec's, Flatten in H, W, C order with fc6's rows permuted),
+loads the same canonical weights into both, checks that they compute the same function, then
+times them interleaved (rounds alternate which model goes first) with the bench's own method
+and steps, and prints median latencies and the ratio  t(hand-written) / t(spec)  -- 1.0 means
+equally fast, below 1.0 means the spec-compiled model is slower. The issue requires >= 0.97.
+
+    python benchmarks/spec_vs_handwritten.py                 # torch and keras, batch 64
+    python benchmarks/spec_vs_handwritten.py --framework torch --batch 8 --rounds 20
+Exit code 1 when a ratio is below --min-ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+SPEC = "alexnet-owt"  # the handwritten models below are this architecture
+
+
+def _timing(step_a, step_b, rounds: int, reps: int, warmup: int):
+    from alexbench.harness.bench import Method, time_step
+
+    for step in (step_a, step_b):
+        for _ in range(warmup):
+            step()
+    once = Method(warmup=0, min_time_s=0.0, min_reps=reps)
+    a, b, per_round = [], [], []
+    for r in range(rounds):
+        order = [(step_a, a), (step_b, b)] if r % 2 == 0 else [(step_b, b), (step_a, a)]
+        got = {}
+        for step, sink in order:
+            samples = time_step(step, once)
+            sink += samples
+            got[id(sink)] = float(np.median(samples))
+        per_round.append(got[id(b)] / got[id(a)])
+    return a, b, per_round
+
+
+def _report(framework: str, batch: int, spec_s, hand_s, per_round, max_abs: float, threads: int) -> dict:
+    med_spec, med_hand = float(np.median(spec_s)), float(np.median(hand_s))
+    return {"framework": framework, "spec": SPEC, "batch": batch, "threads": threads,
+            "spec_median_ms": med_spec * 1e3, "hand_median_ms": med_hand * 1e3,
+            "spec_p10_p90_ms": [float(np.percentile(spec_s, 10)) * 1e3, float(np.percentile(spec_s, 90)) * 1e3],
+            "hand_p10_p90_ms": [float(np.percentile(hand_s, 10)) * 1e3, float(np.percentile(hand_s, 90)) * 1e3],
+            "ratio": med_hand / med_spec,
+            "round_ratio_p10_p90": [float(np.percentile(per_round, 10)), float(np.percentile(per_round, 90))],
+            "reps_each": len(spec_s), "output_max_abs_diff": max_abs,
+            "load_average": round(os.getloadavg()[0], 2)}
+
+
+# ---- torch ------------------------------------------------------------------------------------
+
+def handwritten_torch():
+    from torch import nn
+
+    class AlexNet(nn.Module):  # torchvision.models.AlexNet, as people write it
+        def __init__(self, num_classes: int = 1000):
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+                nn.MaxPool2d(kernel_size=3, stride=2),
+                nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True),
+                nn.MaxPool2d(kernel_size=3, stride=2),
+                nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+                nn.MaxPool2d(kernel_size=3, stride=2))
+            self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+            self.classifier = nn.Sequential(
+                nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
+                nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, num_classes))
+
+        def forward(self, x):
+            x = self.avgpool(self.features(x))
+            return self.classifier(x.flatten(1))
+
+    return AlexNet()
+
+
+TORCHVISION_NAMES = {"conv1": "features.0", "conv2": "features.3", "conv3": "features.6", "conv4": "features.8",
+                     "conv5": "features.10", "fc6": "classifier.1", "fc7": "classifier.4", "fc8": "classifier.6"}
+
+
+def run_torch(batch: int, rounds: int, reps: int, warmup: int, threads: int) -> dict:
+    import torch
+
+    from alexbench.backends.backend_torch import TorchBackend
+    from alexbench.harness.inputs import seeded_inputs
+    from alexbench.spec import canonical_weights, load_spec
+
+    torch.set_num_threads(threads)
+    spec = load_spec(SPEC)
+    weights = canonical_weights(spec, 0)
+    backend = TorchBackend(options={"threads": threads})
+    backend.build(spec, weights)
+    hand = handwritten_torch()
+    state = {}
+    for key, value in weights.items():
+        layer, _, param = key.partition(".")
+        state[f"{TORCHVISION_NAMES[layer]}.{param}"] = torch.from_numpy(value)
+    hand.load_state_dict(state, strict=True)
+    hand.eval()
+    x = seeded_inputs(spec, batch, 0)
+    staged = torch.from_numpy(x)
+    with torch.no_grad():
+        max_abs = float((backend.model(staged) - hand(staged)).abs().max())
+
+    def hand_step():
+        with torch.no_grad():
+            return hand(staged)
+
+    spec_s, hand_s, per_round = _timing(backend.bench_step(x, "cpu"), hand_step, rounds, reps, warmup)
+    return _report("torch", batch, spec_s, hand_s, per_round, max_abs, threads)
+
+
+# ---- keras (TensorFlow) -----------------------------------------------------------------------
+
+def handwritten_keras():
+    import keras
+    from keras import layers
+
+    return keras.Sequential([  # the usual Keras way: NHWC, fused activations, 'same' where it is the same
+        keras.Input((224, 224, 3)),
+        layers.ZeroPadding2D(2), layers.Conv2D(64, 11, strides=4, activation="relu", name="conv1"),
+        layers.MaxPooling2D(3, strides=2),
+        layers.Conv2D(192, 5, padding="same", activation="relu", name="conv2"),
+        layers.MaxPooling2D(3, strides=2),
+        layers.Conv2D(384, 3, padding="same", activation="relu", name="conv3"),
+        layers.Conv2D(256, 3, padding="same", activation="relu", name="conv4"),
+        layers.Conv2D(256, 3, padding="same", activation="relu", name="conv5"),
+        layers.MaxPooling2D(3, strides=2),
+        layers.Flatten(),  # H, W, C order: fc6's rows are permuted when the weights are loaded
+        layers.Dropout(0.5), layers.Dense(4096, activation="relu", name="fc6"),
+        layers.Dropout(0.5), layers.Dense(4096, activation="relu", name="fc7"),
+        layers.Dense(1000, name="fc8"),
+    ], name="alexnet_handwritten")
+
+
+def _keras_hand_weights(model, weights: dict) -> None:
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"):
+        w, b = weights[f"{name}.weight"], weights[f"{name}.bias"]
+        if w.ndim == 4:  # OIHW -> HWIO
+            kernel = w.transpose(2, 3, 1, 0)
+        elif name == "fc6":  # (out, C*H*W) -> (H*W*C, out): Flatten runs in H, W, C order here
+            kernel = w.reshape(-1, 256, 6, 6).transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
+        else:
+            kernel = w.T
+        model.get_layer(name).set_weights([np.ascontiguousarray(kernel), b])
+
+
+def run_keras(batch: int, rounds: int, reps: int, warmup: int, threads: int) -> dict:
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from alexbench.backends.backend_keras import KerasBackend
+    from alexbench.harness.inputs import seeded_inputs
+    from alexbench.spec import canonical_weights, load_spec
+
+    spec = load_spec(SPEC)
+    weights = canonical_weights(spec, 0)
+    backend = KerasBackend(options={"threads": threads})
+    backend.build(spec, weights)
+    hand = handwritten_keras()
+    _keras_hand_weights(hand, weights)
+    x = seeded_inputs(spec, batch, 0)
+    staged = tf.convert_to_tensor(x.transpose(0, 2, 3, 1))
+    max_abs = float(np.abs(backend.model.predict_on_batch(staged) - hand.predict_on_batch(staged)).max())
+    spec_s, hand_s, per_round = _timing(backend.bench_step(x, "cpu"), lambda: hand.predict_on_batch(staged),
+                                        rounds, reps, warmup)
+    return _report("keras", batch, spec_s, hand_s, per_round, max_abs, threads)
+
+
+RUNNERS = {"torch": run_torch, "keras": run_keras}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--framework", choices=[*RUNNERS, "both"], default="both")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
+    parser.add_argument("--reps", type=int, default=3, help="timed runs per model per round (default 3)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--min-ratio", type=float, default=0.97)
+    parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:  # one framework, this process: print its figures as JSON
+        print(json.dumps(RUNNERS[args.framework](args.batch, args.rounds, args.reps, args.warmup, args.threads)))
+        return 0
+    results = []
+    for framework in (list(RUNNERS) if args.framework == "both" else [args.framework]):
+        print(f"{framework}: timing spec-compiled vs hand-written at batch {args.batch} ...", file=sys.stderr,
+              flush=True)
+        cmd = [sys.executable, __file__, "--child", "--framework", framework, "--batch", str(args.batch),
+               "--rounds", str(args.rounds), "--reps", str(args.reps), "--warmup", str(args.warmup),
+               "--threads", str(args.threads)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{framework}: FAILED\n{done.stderr[-3000:]}", file=sys.stderr)
+            return 2
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"{'framework':9}  {'batch':>5}  {'spec ms':>9}  {'hand ms':>9}  {'ratio':>6}  {'round ratios p10-p90':>20}"
+          f"  {'reps':>4}  {'max|diff|':>9}  load")
+    worst = min(r["ratio"] for r in results)
+    for r in results:
+        lo, hi = r["round_ratio_p10_p90"]
+        print(f"{r['framework']:9}  {r['batch']:>5}  {r['spec_median_ms']:>9.1f}  {r['hand_median_ms']:>9.1f}  "
+              f"{r['ratio']:>6.3f}  {lo:>9.3f} - {hi:<8.3f}  {r['reps_each']:>4}  {r['output_max_abs_diff']:>9.1e}"
+              f"  {r['load_average']}")
+    print(f"ratio = t(hand-written) / t(spec-compiled); required >= {args.min_ratio}: "
+          f"{'PASS' if worst >= args.min_ratio else 'FAIL'}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0 if worst >= args.min_ratio else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
