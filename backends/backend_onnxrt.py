@@ -30,7 +30,7 @@ import numpy as np
 from ..spec import ModelSpec
 from . import layouts
 from .base import Backend, RunOutput, Weights
-from .onnx_export import exporter_kind, layer_tensors, param_breakdown, with_layer_outputs
+from .onnx_export import OPSET, exporter_kind, layer_tensors, param_breakdown, with_layer_outputs
 
 
 def cuda_device_present() -> bool:
@@ -88,7 +88,8 @@ class OnnxRuntimeBackend(Backend):
             from .export_cache import cached_export
 
             onnx_path, _, self.cache_hit = cached_export(self.onnx_source, spec, weights,
-                                                         self.options.get("cache_dir"))
+                                                         self.options.get("cache_dir"),
+                                                         int(self.options.get("opset", OPSET)))
         self.path = Path(onnx_path)
         self.proto = onnx.load(str(self.path))
         kind = exporter_kind(self.proto)

@@ -75,9 +75,11 @@ class Backend:
         return {}
 
     @classmethod
-    def check_available(cls) -> None:
+    def check_available(cls, registered_name: str | None = None) -> None:
+        """Raise BackendUnavailable naming the backend as registered (a plugin may not set ``name``)."""
         import importlib.util
 
         for module, extra in cls.needs:
             if importlib.util.find_spec(module) is None:
-                raise BackendUnavailable(f"backend '{cls.name}' needs {module}: pip install 'alexbench[{extra}]'")
+                raise BackendUnavailable(f"backend '{registered_name or cls.name}' needs {module}: "
+                                         f"pip install 'alexbench[{extra}]'")

@@ -31,9 +31,10 @@ from typing import Any, Iterator
 
 from ..spec import ModelSpec, weights_sha256
 from .base import Weights
+from .onnx_export import OPSET
 
 # The route each kind is exported by; bump the suffix when a route's output changes.
-EXPORTERS = {"torch": "torch.onnx.export dynamo opset18 v1", "keras": "tf2onnx from_function stateless_call opset18 v1"}
+EXPORTERS = {"torch": "torch.onnx.export dynamo v1", "keras": "tf2onnx from_function stateless_call v1"}
 VERSIONED = {"torch": ("torch", "onnxscript", "onnx"), "keras": ("tensorflow", "keras", "tf2onnx", "onnx")}
 
 
@@ -64,19 +65,20 @@ def _version(package: str) -> str:
         return "absent"
 
 
-def cache_key(kind: str, spec: ModelSpec, weights_sha: str) -> str:
+def cache_key(kind: str, spec: ModelSpec, weights_sha: str, opset: int = OPSET) -> str:
     from .. import __version__
 
     kind = export_kind(kind)
-    parts = {"spec": spec.sha256, "weights": weights_sha, "exporter": EXPORTERS[kind], "alexbench": __version__,
-             "versions": {p: _version(p) for p in VERSIONED[kind]}}
+    parts = {"spec": spec.sha256, "weights": weights_sha, "exporter": EXPORTERS[kind], "opset": opset,
+             "alexbench": __version__, "versions": {p: _version(p) for p in VERSIONED[kind]}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def entry_path(kind: str, spec: ModelSpec, weights_sha: str, directory: str | Path | None = None) -> Path:
+def entry_path(kind: str, spec: ModelSpec, weights_sha: str, directory: str | Path | None = None,
+               opset: int = OPSET) -> Path:
     kind = export_kind(kind)
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)
-    return cache_dir(directory) / f"{safe}-{kind}-{cache_key(kind, spec, weights_sha)[:16]}.onnx"
+    return cache_dir(directory) / f"{safe}-{kind}-{cache_key(kind, spec, weights_sha, opset)[:16]}.onnx"
 
 
 def _sidecar(path: Path) -> Path:
@@ -172,15 +174,16 @@ def _store(path: Path, kind: str, spec: ModelSpec, weights_sha: str, src: Path, 
     return path
 
 
-def cached_export(kind: str, spec: ModelSpec, weights: Weights, directory: str | Path | None = None):
+def cached_export(kind: str, spec: ModelSpec, weights: Weights, directory: str | Path | None = None,
+                  opset: int = OPSET):
     """(path, ExportInfo, hit): the cached export, or a fresh one made in this process and cached.
 
-    Imports the exporting framework on a miss."""
+    Imports the exporting framework on a miss; an export that fails raises ExportFailed."""
     from .onnx_export import ExportInfo, describe, onnx_from_keras, onnx_from_torch
 
     kind = export_kind(kind)
     w_sha = weights_sha256(weights)
-    path = entry_path(kind, spec, w_sha, directory)
+    path = entry_path(kind, spec, w_sha, directory, opset)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
         found = _lookup(path) if _sidecar(path).exists() else None
@@ -193,7 +196,7 @@ def cached_export(kind: str, spec: ModelSpec, weights: Weights, directory: str |
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.onnx")
         os.close(fd)
         try:
-            info = export(spec, weights, tmp)
+            info = export(spec, weights, tmp, opset=opset)
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)

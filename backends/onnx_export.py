@@ -36,11 +36,13 @@ tf2onnx graph may hold a mapped tensor NCHW or NHWC: ``backend_onnxrt`` tells by
 from __future__ import annotations
 
 import ast
+import logging
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -117,13 +119,19 @@ def export_torch_model(model, spec: ModelSpec, path: str | Path, opset: int = OP
         # Batch 2 in the example: torch.export specialises sizes 0 and 1, so batch 1 would pin it.
         example = torch.zeros((2, *spec.input_shape), dtype=torch.float32, device=device)
         batch = torch.export.Dim("batch", min=1)
-        program = torch.onnx.export(model, (example,), None, dynamo=True, dynamic_shapes=({0: batch},),
-                                    opset_version=opset, input_names=["input"], output_names=["output"],
-                                    verbose=False)
+        with _logged("onnxscript", "torch.onnx") as logged:
+            program = torch.onnx.export(model, (example,), None, dynamo=True, dynamic_shapes=({0: batch},),
+                                        opset_version=opset, input_names=["input"], output_names=["output"],
+                                        verbose=False)
         program.save(str(path), external_data=False)
     except Exception as exc:  # the exporter's own message is the useful part
         raise _failed("torch", exporter, spec, opset, exc) from exc
     export_s = time.perf_counter() - start
+    got = program.model.opset_imports.get("", 0)
+    if got != opset:  # torch writes opset 18 when it cannot convert down, and only logs why
+        why = [m for m in logged if "convert" in m.lower()] or logged[-2:]
+        raise ExportFailed(f"torch -> ONNX export of spec '{spec.name}': asked for opset {opset}, {exporter} wrote "
+                           f"opset {got}; it logged: {' | '.join(why) or 'nothing'}")
     versions = {"torch": torch.__version__, "onnxscript": onnxscript.__version__}
     # The model's state_dict is the canonical weight set: the breakdown checks shared values on it.
     weights = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
@@ -151,6 +159,10 @@ def export_keras_model(model, spec: ModelSpec, path: str | Path, opset: int = OP
             proto = _keras_stateless_proto(model, x_spec, opset)
         else:
             proto, _ = tf2onnx.convert.from_keras(model, input_signature=[x_spec], opset=opset)
+        left = _unconverted(proto)
+        if left:
+            raise ExportFailed(f"keras -> ONNX export of spec '{spec.name}': {exporter} (opset {opset}) cannot convert "
+                               f"{len(left)} op(s), left in the graph: {', '.join(left[:5])}")
         _name_io(proto)
         proto.doc_string = f"alexbench: spec '{spec.name}' ({spec.sha256[:12]}) through {exporter}"
         _save(proto, path)
@@ -202,6 +214,36 @@ def _keras_stateless_proto(model, x_spec, opset: int):
     onnx.helper.set_model_props(proto, {"alexbench.keras_weights": "initializers named by Keras variable path, "
                                         "Keras layout (conv kernel HWIO, dense kernel (in, out))"})
     return proto
+
+
+@contextmanager
+def _logged(*loggers: str) -> Iterator[list[str]]:
+    """Collect warnings the exporter only logs (e.g. why a version conversion failed)."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+            messages.append(" ".join(text.split()))
+
+    handler = Collect(logging.WARNING)
+    for name in loggers:
+        logging.getLogger(name).addHandler(handler)
+    try:
+        yield messages
+    finally:
+        for name in loggers:
+            logging.getLogger(name).removeHandler(handler)
+
+
+def _unconverted(proto) -> list[str]:
+    """Nodes whose op has no ONNX schema: TF ops tf2onnx could not convert and left in the graph."""
+    import onnx
+
+    return [f"{n.op_type} (node '{n.name}')" for n in proto.graph.node
+            if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type)]
 
 
 def _name_io(proto) -> None:

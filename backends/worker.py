@@ -116,7 +116,7 @@ class Worker:
             # Keras reads KERAS_BACKEND once per process. A job's own env comes last.
             os.environ.update(getattr(cls, "env", {}))
             os.environ.update({str(k): str(v) for k, v in (job.get("env") or {}).items()})
-            cls.check_available()
+            cls.check_available(name)
             backend = cls(options=dict(job.get("options") or {}))
 
         with self.stage("build"):

@@ -75,6 +75,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                         help=f"seconds of timed runs per row, at least (default {m.min_time_s:g})")
     parser.add_argument("--min-reps", type=_positive_int, default=m.min_reps,
                         help=f"timed runs per row, at least (default {m.min_reps})")
+    parser.add_argument("--peak-size", type=_positive_int, metavar="N",
+                        help="size of the N x N x N matmul that measures the device's peak (default 4096 on a CPU, "
+                             "8192 on a GPU)")
     parser.add_argument("--weights", help="canonical safetensors or torchvision-style .pth (default: seeded)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs (default 0)")
     parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/1) here")
@@ -103,7 +106,8 @@ def run(command: str, args: argparse.Namespace) -> int:
                       precisions=tuple(dict.fromkeys(args.precision)), compiled=args.compile,
                       method=Method(warmup=args.warmup, min_time_s=args.min_time, min_reps=args.min_reps),
                       threads=args.threads, seed=args.seed, weights=args.weights, timeout_s=args.timeout,
-                      cache_dir=args.cache_dir, overhead=args.overhead)
+                      cache_dir=args.cache_dir, overhead=args.overhead,
+                      peak_n=args.peak_size)
 
     def progress(message: str) -> None:
         if not args.quiet:

@@ -104,7 +104,7 @@ def _backends(args: argparse.Namespace) -> int:
     for name, target in available_backends().items():
         available, detail = True, ""
         try:
-            load_backend_class(name).check_available()
+            load_backend_class(name).check_available(name)
         except ImportError as exc:
             missing = missing_module(exc)
             available, detail = False, install_hint(name, missing) if missing else f"cannot import: {exc}"

@@ -3,8 +3,6 @@ misbehaviours, and a parity log printed at the end of the run."""
 
 from __future__ import annotations
 
-import os
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,23 +86,12 @@ PLUGIN_IMPORTS_ABSENT = "import alexbench_absent_framework  # noqa: F401  (as a 
 
 
 @pytest.fixture
-def plugin(tmp_path_factory, monkeypatch) -> Path:
-    """Install the test plugin on sys.path here and on PYTHONPATH for workers; return its folder."""
-    root = tmp_path_factory.mktemp("plugin")
-    (root / "alexbench_test_plugin.py").write_text(PLUGIN_MODULE)
-    (root / "alexbench_test_plugin_absent.py").write_text(PLUGIN_IMPORTS_ABSENT)
-    info = root / "alexbench_test_plugin-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: alexbench-test-plugin\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent("""\
-        [alexbench.backends]
-        planted = alexbench_test_plugin:Planted
-        planted-missing = alexbench_test_plugin:NeedsAbsent
-        planted-import = alexbench_test_plugin_absent:Backend
-        """))
-    monkeypatch.syspath_prepend(str(root))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
-    return root
+def plugin(make_plugin) -> Path:
+    """Install the test plugin (see tests/conftest.py); return its folder."""
+    return make_plugin(
+        {"alexbench_test_plugin": PLUGIN_MODULE, "alexbench_test_plugin_absent": PLUGIN_IMPORTS_ABSENT},
+        {"planted": "alexbench_test_plugin:Planted", "planted-missing": "alexbench_test_plugin:NeedsAbsent",
+         "planted-import": "alexbench_test_plugin_absent:Backend"})
 
 
 # Parity figures, printed as one table at the end of the run (the issue wants test output to
