@@ -167,26 +167,13 @@ class KerasBackend(Backend):
         return lambda: predict(staged)
 
     def export_onnx(self, path: Path) -> dict[str, Any]:
-        """Keras' own ONNX export (tf2onnx on TensorFlow), batch axis free, NHWC input."""
+        """tf2onnx on the model's stateless forward pass, weights attached after (see onnx_export.py)."""
         if self.env["KERAS_BACKEND"] != "tensorflow":  # Keras' torch export fixes the batch size
             raise ExportUnsupported(f"backend '{self.name}' has no ONNX export: the Keras ONNX file is exported "
                                     f"on TensorFlow by backend 'keras'")
-        import onnx
-        import tensorflow as tf
-        import tf2onnx
+        from .onnx_export import export_keras_model
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # An explicit signature: the batch axis stays free (and an uncalled functional model is accepted).
-        h, w, c = _nhwc_shape(self.spec.input_shape)
-        signature = [tf.TensorSpec((None, h, w, c), tf.float32, name="input")]
-        self.model.export(str(path), format="onnx", verbose=False, input_signature=signature)
-        proto = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(str(path))
-        return {"exporter": f"keras {self.keras.__version__} model.export(format='onnx') via tf2onnx "
-                            f"{tf2onnx.__version__}",
-                "input_layout": "NHWC", "input_name": proto.graph.input[0].name,
-                "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))}
+        return export_keras_model(self.model, self.spec, path).to_json()
 
 
 class KerasOnTorchBackend(KerasBackend):

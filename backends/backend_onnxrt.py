@@ -105,10 +105,20 @@ class OnnxRuntimeBackend(Backend):
         self.session_options.inter_op_num_threads = 1
         self.session_options.log_severity_level = 3
         self.requested = choose_providers(self.options)
-        self.session = self._session(str(self.path))
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
+        initializers = {i.name for i in self.proto.graph.initializer}
+        self.input_name = next(i.name for i in self.proto.graph.input if i.name not in initializers)
+        self.output_name = self.proto.graph.output[0].name
+        # Sessions are made on first use: a compare run needs only the one with layer outputs,
+        # and each session of the full model costs about a second to create.
+        self._plain_session = None
         self._layer_session = None
+
+    @property
+    def session(self):
+        """The session of the file as exported (bench and output-only runs)."""
+        if self._plain_session is None:
+            self._plain_session = self._session(str(self.path))
+        return self._plain_session
 
     def _session(self, model):
         import onnxruntime as ort
@@ -125,23 +135,26 @@ class OnnxRuntimeBackend(Backend):
 
     def run(self, x: np.ndarray, layers: Sequence[str] = ()) -> RunOutput:
         feed = {self.input_name: self._input(x)}
-        output = self.session.run([self.output_name], feed)[0]
-        if self.nhwc:  # the Keras model's output is NHWC whenever it is a feature map
-            output = layouts.activation_to_canonical(output)
         wanted = [n for n in dict.fromkeys(layers) if n in self.tensors]
         if not wanted:
-            return RunOutput(output)
+            output = self.session.run([self.output_name], feed)[0]
+            return RunOutput(self._canonical_output(output))
         if self._layer_session is None:
             model = with_layer_outputs(self.proto, list(self.tensors.values()))
             self._layer_session = self._session(model.SerializeToString())
-        names = list(dict.fromkeys(self.tensors[n] for n in wanted))
+        names = list(dict.fromkeys([self.output_name] + [self.tensors[n] for n in wanted]))
         values = dict(zip(names, self._layer_session.run(names, feed)))
+        output = self._canonical_output(values[self.output_name])
         found = {}
         for layer in wanted:
             array = self._canonical(layer, values[self.tensors[layer]])
             if array is not None:
                 found[layer] = array
         return RunOutput(output, found)
+
+    def _canonical_output(self, output: np.ndarray) -> np.ndarray:
+        # The Keras model's output is NHWC whenever it is a feature map.
+        return layouts.activation_to_canonical(output) if self.nhwc else output
 
     def _canonical(self, layer: str, array: np.ndarray) -> np.ndarray | None:
         """The layer's tensor in NCHW; None (and a reason in ``missing``) when the layout is unclear."""
@@ -189,7 +202,8 @@ class OnnxRuntimeBackend(Backend):
             "producer": f"{self.proto.producer_name} {self.proto.producer_version}".strip(),
             "opset": max((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
             "providers_requested": [p for p, _ in self.requested],
-            "providers": self.session.get_providers(),  # what the session really uses
+            # what the session really uses (ONNX Runtime falls back to the CPU silently)
+            "providers": (self._layer_session or self.session).get_providers(),
             "intra_op_threads": self.threads, "input_layout": "NHWC" if self.nhwc else "NCHW",
             "export_cache_hit": self.cache_hit, "params": self.params,
             "missing_layers": dict(self.missing),

@@ -65,7 +65,7 @@ def _maxpool_with_pad(layer: Layer) -> tuple[nn.Module | None, nn.Module]:
     return pad, nn.MaxPool2d(a["kernel"], a["stride"])
 
 
-def _module_and_pad(layer: Layer) -> tuple[nn.Module | None, nn.Module]:
+def _module_and_pad(layer: Layer, first: bool) -> tuple[nn.Module | None, nn.Module]:
     """The torch module for one spec layer and the explicit pad module before it, if any."""
     a, op = layer.attrs, layer.op
     if op == "conv2d":
@@ -76,7 +76,9 @@ def _module_and_pad(layer: Layer) -> tuple[nn.Module | None, nn.Module]:
         sym = _symmetric(a["padding"])
         return (None if sym else _pad_module(layer, 0.0)), nn.AvgPool2d(a["kernel"], a["stride"], padding=sym or 0)
     simple: dict[str, Callable[[], nn.Module]] = {
-        "relu": nn.ReLU,  # never inplace: captured layer outputs must not be overwritten
+        # In place saves a fresh activation per call (~7% of AlexNet's time on CPU); safe because
+        # captured layer outputs are copied as they are produced. Never on the caller's input.
+        "relu": lambda: nn.ReLU(inplace=not first),
         # torch divides alpha by size, like the spec: the spec's alpha passes through unchanged
         "lrn": lambda: nn.LocalResponseNorm(a["size"], a["alpha"], a["beta"], a["k"]),
         "adaptive_avgpool2d": lambda: nn.AdaptiveAvgPool2d(a["output"]),
@@ -104,8 +106,8 @@ def torch_model_from_spec(spec: ModelSpec, weights: Weights) -> nn.Sequential:
     holding the canonical weights (loaded with ``strict=True``)."""
     taken = {layer.name for layer in spec.layers}
     children: OrderedDict[str, nn.Module] = OrderedDict()
-    for layer in spec.layers:
-        pad, module = _module_and_pad(layer)
+    for index, layer in enumerate(spec.layers):
+        pad, module = _module_and_pad(layer, first=index == 0)
         if pad is not None:
             pad_name = _pad_name(layer.name, taken)
             taken.add(pad_name)
@@ -189,10 +191,7 @@ class TorchBackend(Backend):
         return step
 
     def export_onnx(self, path: Path) -> dict[str, Any]:
-        # Example batch 2: torch.export specialises sizes 0 and 1, so a batch-1 example would
-        # pin the batch. The dynamic dim is given by position (Sequential's argument is "input").
-        example = torch.zeros((2, *self.spec.input_shape), dtype=torch.float32, device=self.device)
-        batch = torch.export.Dim("batch", min=1, max=4096)
-        torch.onnx.export(self.model, (example,), str(path), dynamo=True, dynamic_shapes=({0: batch},),
-                          opset_version=18, input_names=["input"], output_names=["output"])
-        return {"exporter": "torch.onnx dynamo", "torch": torch.__version__, "opset": 18}
+        """torch.onnx dynamo export with a dynamic batch, checked (see onnx_export.py)."""
+        from .onnx_export import export_torch_model
+
+        return export_torch_model(self.model, self.spec, path).to_json()

@@ -5,8 +5,9 @@ name and route, the framework and exporter versions, and alexbench's version. Ve
 read from package metadata, so a lookup imports no framework (the harness calls it).
 
 Layout: ``<dir>/<spec>-<kind>-<key[:16]>.onnx`` plus ``.json`` beside it holding the file's
-sha256, size and the ExportInfo. The directory is ``$ALEXBENCH_CACHE_DIR`` or
-``~/.cache/alexbench/onnx``.
+sha256, size and the ExportInfo. An export stored with external-data files is inlined into
+one self-contained file (models under protobuf's 2 GiB limit, as AlexNet's 244 MB). The
+directory is ``$ALEXBENCH_CACHE_DIR`` or ``~/.cache/alexbench/onnx``.
 
 Writes are atomic: a temporary file in the same directory, then ``os.replace``, the model
 first and the sidecar last, so a reader sees either no entry or a whole one. Concurrent
@@ -144,6 +145,23 @@ def _atomic_write(dst: Path, write) -> None:
         raise
 
 
+def _inlined(src: Path) -> bytes | None:
+    """A model whose weights sit in external-data files beside it (torch.onnx.export writes
+    ``<name>.onnx.data`` by default) as one self-contained file's bytes; None if it is one already.
+    The cache then holds one file, which one rename publishes atomically."""
+    import onnx
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    model = onnx.load(str(src), load_external_data=False)
+    if not any(uses_external_data(t) for t in model.graph.initializer):
+        return None
+    load_external_data_for_model(model, str(src.parent))
+    if model.ByteSize() >= 2**31:
+        raise ValueError(f"{src}: {model.ByteSize() / 2**30:.1f} GiB with its external data; the export cache keeps "
+                         f"single files, which protobuf limits to 2 GiB")
+    return model.SerializeToString()
+
+
 def store(kind: str, spec: ModelSpec, weights_sha: str, src: str | Path, info: dict[str, Any] | None,
           directory: str | Path | None = None) -> Path:
     """Copy the exported file ``src`` into the cache (``src`` stays); return the cached path."""
@@ -161,7 +179,11 @@ def _store(path: Path, kind: str, spec: ModelSpec, weights_sha: str, src: Path, 
                 digest.update(chunk)
                 out.write(chunk)
 
-    if src.resolve() != path.resolve():
+    inlined = _inlined(src)
+    if inlined is not None:
+        _atomic_write(path, lambda out: out.write(inlined))
+        sha = hashlib.sha256(inlined).hexdigest()
+    elif src.resolve() != path.resolve():
         _atomic_write(path, copy)
         sha = digest.hexdigest()
     else:

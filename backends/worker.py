@@ -128,13 +128,19 @@ class Worker:
             self.result["param_count"] = int(backend.param_count())
             note = getattr(backend, "param_note", None)
             self.result["param_note"] = note() if callable(note) else note
-            self.result["environment"] = backend.environment()
+            # True when every difference from the spec's count has a known cause (an exporter
+            # dropping all-zero biases or sharing equal tensors); the note says which.
+            self.result["param_explained"] = bool(getattr(backend, "param_explained", False))
 
         export_path = _resolve(self.job_dir, job.get("export_onnx"))
         if export_path is not None:
-            with self.stage("export"):
-                export_path.parent.mkdir(parents=True, exist_ok=True)
-                self.result["export"] = {"path": str(export_path), **backend.export_onnx(export_path)}
+            # A failed export fails only the ONNX run of this export; the native run goes on.
+            try:
+                with self.stage("export"):
+                    export_path.parent.mkdir(parents=True, exist_ok=True)
+                    self.result["export"] = {"path": str(export_path), **backend.export_onnx(export_path)}
+            except StageFailed as failed:
+                self.result["export_error"] = f"{type(failed.error).__name__}: {failed.error}"
 
         with self.stage("run"):
             x = np.load(_resolve(self.job_dir, job["input"]))
@@ -148,6 +154,8 @@ class Worker:
             wanted = [n for n in requested if n in available]
             out = backend.run(x, wanted)
             self._save(out, requested)
+            # After the run: some backends only then know what they really used (ORT's providers).
+            self.result["environment"] = backend.environment()
 
     def _save(self, out: RunOutput, requested: list[str]) -> None:
         layers_dir = self.job_dir / "out" / "layers"

@@ -68,20 +68,20 @@ def _rows(out_dir: Path):
 
 
 def summary(out_dir: Path) -> int:
-    lines = ["| backend | execution | precision | batch | median ms | p10–p90 ms | images/s | TFLOP/s | "
-             "% of matmul peak |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    peaks, device = {}, None
+    lines = ["| device | backend | execution | precision | batch | median ms | p10–p90 ms | images/s | TFLOP/s | "
+             "% of matmul peak |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    peaks: dict[tuple[str, str], float] = {}
     for _, r, measured in _rows(out_dir):
-        device = r["device_name"]
         if measured:
-            peaks[r["precision"]] = measured
+            peaks[(r["device_name"], r["precision"])] = measured
         execution = (r.get("execution") or "") + (" [compiled]" if r.get("variant") else "")
-        tflops = f"{r['gflops'] / 1e3:.1f}" if r.get("gflops") else "-"
+        tflops = f"{r['gflops'] / 1e3:.2f}" if r.get("gflops") else "-"
         share = f"{r['peak_share']:.0%}" if r.get("peak_share") else "-"
-        lines.append(f"| {r['backend']} | {execution} | {r['precision']} | {r['batch']} | {r['median_ms']:.3g} | "
-                     f"{r['p10_ms']:.3g}–{r['p90_ms']:.3g} | {r['images_per_s']:,.0f} | {tflops} | {share} |")
-    head = [f"Device: {device}", "Measured matmul peaks: " + ", ".join(f"{p} {g / 1e3:.1f} TFLOP/s"
-                                                                       for p, g in peaks.items()), ""]
+        lines.append(f"| {r['device_name']} | {r['backend']} | {execution} | {r['precision']} | {r['batch']} | "
+                     f"{r['median_ms']:.3g} | {r['p10_ms']:.3g}–{r['p90_ms']:.3g} | {r['images_per_s']:,.0f} | "
+                     f"{tflops} | {share} |")
+    head = ["Measured matmul peaks: " + ", ".join(f"{d} {p} {g / 1e3:.1f} TFLOP/s" for (d, p), g in peaks.items()),
+            ""]
     text = "\n".join(head + lines) + "\n"
     (out_dir / "summary.md").write_text(text)
     print(text)

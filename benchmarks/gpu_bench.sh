@@ -5,8 +5,8 @@
 # keras-jax and keras-torch, each step with its own time limit inside a 330 s budget. Results: one
 # JSON per step, a log, summary.md, all in $OUT. Nothing heavy is installed: the package runs from
 # the working tree through a symlinked alexbench/ folder (pyproject's package-dir mapping, by hand);
-# Keras, absent from that image, is installed from ./.whl when the call carries it
-# (keras, namex, optree wheels for cp312; see docs/benchmarks.md).
+# Keras and jsonschema, absent from that image, are installed from ./.whl when the call carries it
+# (cp312 wheels of keras, namex, optree, jsonschema, jsonschema-specifications, referencing, rpds-py).
 #     OUT=/tmp/gpu-out bash benchmarks/gpu_bench.sh
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,7 +42,7 @@ if ls "$REPO"/.whl/*.whl >/dev/null 2>&1; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         "$REPO"/.whl/*.whl >>"$LOG" 2>&1 && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
-export ALEXBENCH_CACHE_DIR="$OUT/onnx-cache" XLA_PYTHON_CLIENT_PREALLOCATE=false
+export ALEXBENCH_CACHE_DIR=/tmp/alexbench-onnx-cache XLA_PYTHON_CLIENT_PREALLOCATE=false
 { nvidia-smi; $PY -c "import sys, alexbench, torch; print(sys.version); print('alexbench', alexbench.__file__, \
 'torch', torch.__version__, torch.version.cuda)"; $PY -m pip list 2>/dev/null \
 | grep -iE '^(torch|jax|jaxlib|keras|onnx|onnxruntime|onnxruntime-gpu|numpy|optree) '; } >>"$LOG" 2>&1
@@ -59,6 +59,8 @@ step keras-torch 50 "${AB[@]}" --backends keras-torch --precision float32,bfloat
     --batch-sizes "$BATCHES" --json "$OUT/bench-keras-torch.json"
 step torch-compiled 90 "${AB[@]}" --backends torch --compile only --precision float32,bfloat16 --no-overhead \
     --batch-sizes "$BIG" --json "$OUT/bench-torch-compiled.json"
-grep -E "^(skipping|FAILED|    .*FAILED)|Error|error:" "$LOG" | tail -20
+step cpu-host 45 "$PY" -m alexbench bench --spec "$SPEC" --device cpu --backends torch,onnx-torch --no-overhead \
+    --batch-sizes 1,64 --json "$OUT/bench-cpu-host.json"
+grep -E "^(skipping|FAILED|WARNING|    .*FAILED)|Error|error:" "$LOG" | tail -20
 $PY "$REPO/benchmarks/gpu_bench.py" summary "$OUT"
 echo "total $(($(date +%s) - START)) s; files in $OUT"

@@ -10,6 +10,9 @@ COLUMNS = ("backend", "execution", "precision", "batch", "median ms", "p10-p90 m
            "% matmul", "% theory", "reps")
 
 
+CONTENDED = 0.25  # cores' worth of other work during a row that makes its figures suspect
+
+
 def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
@@ -45,8 +48,10 @@ def _peak_lines(peak: dict[str, Any]) -> list[str]:
     lines = []
     for precision, m in (peak.get("measured") or {}).items():
         if m.get("gflops"):
-            lines.append(f"matmul peak ({precision}, {m['n']}^3, {m['library']}): {m['gflops']:,.1f} GFLOP/s "
-                         f"measured in this run")
+            others = ", ".join(f"{lib} {v['gflops']:,.0f}" for lib, v in (m.get("libraries") or {}).items()
+                               if lib != m["library"])
+            lines.append(f"matmul peak ({precision}, {m['n']}^3): {m['gflops']:,.1f} GFLOP/s with {m['library']}, "
+                         f"measured in this run" + (f" (also tried: {others})" if others else ""))
         else:
             lines.append(f"matmul peak ({precision}): not measured ({m.get('error')})")
     for precision, t in (peak.get("theoretical") or {}).items():
@@ -66,9 +71,12 @@ def render_bench(doc: dict[str, Any]) -> str:
     for o in bench.get("overhead") or []:
         out.append(f"harness overhead (null backend): median {o['median_ms'] * 1e3:.2f} us per repetition "
                    f"({o['repetitions']} reps)")
-    if s.get("load_average_at_start") and s["load_average_at_start"] > 0.5:
-        out.append(f"note: load average {s['load_average_at_start']} when the run started: other work was "
-                   f"competing for the cores")
+    busy = [r for r in bench["rows"] if (r.get("other_cores_busy") or 0) >= CONTENDED]
+    if s["device"] == "cpu" and busy:
+        worst = max(busy, key=lambda r: r["other_cores_busy"])
+        out.append(f"WARNING: other processes kept up to {worst['other_cores_busy']:.1f} of {s['threads']} cores busy "
+                   f"while {len(busy)} row(s) were timed (e.g. {worst['backend']} batch {worst['batch']}): those "
+                   f"figures are low; rerun on an idle machine")
     out.append("")
     rows = sorted(bench["rows"], key=lambda r: (r["precision"], r["batch"], -r["images_per_s"]))
     out += _grid(COLUMNS, [_row(r) for r in rows]) if rows else ["(no rows)"]

@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -125,8 +126,11 @@ class BenchWorker(Worker):
             try:
                 x = seeded_inputs(spec, batch, settings.get("seed", 0))
                 step = _make_step(backend, name, x, settings)
-                started = time.perf_counter()
-                samples = time_step(step, method)
+                for _ in range(method.warmup):  # apart, so that compiler workers do not count as contention
+                    step()
+                started, before = time.perf_counter(), cpu_seconds()
+                samples = time_step(step, replace(method, warmup=0))
+                others = other_cores(before, cpu_seconds(), time.perf_counter() - started)
                 del step  # release the staged batch before the next, larger one
             except Exception as exc:  # e.g. out of device memory at a large batch: keep the smaller rows
                 import traceback
@@ -137,11 +141,31 @@ class BenchWorker(Worker):
                 continue
             macs = 0 if name == "null" else spec.macs
             row = {"batch": batch, "execution": execution, **summarize(samples, batch, macs, None),
-                   "wall_s": round(time.perf_counter() - started, 3)}
+                   "wall_s": round(time.perf_counter() - started, 3), "other_cores_busy": others}
             rows.append(row)
             self.emit("bench", phase="row", **row)
         return {"rows": rows, "failures": failures, "device": device, "precision": precision,
                 "threads_seen": threads_seen(), "execution": execution}
+
+
+def cpu_seconds() -> tuple[float, float] | None:
+    """(CPU seconds every process has used, incl. time the hypervisor stole; this process' own), or
+    None off Linux. Their difference over a row is how much other work competed for the cores."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    own = os.times()
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
+def other_cores(before, after, wall_s: float) -> float | None:
+    """Cores' worth of CPU time that other processes (or the hypervisor) took while a row was timed."""
+    if before is None or after is None or wall_s <= 0:
+        return None
+    return round(max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / wall_s, 2)
 
 
 def _path(text: str | None) -> Path | None:

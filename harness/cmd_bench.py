@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
 
 from ..backends.registry import UnknownBackend
 from .cli import UsageError
@@ -21,7 +22,9 @@ the device before timing and the device is synchronised before every clock read.
 repetitions until both --min-time and --min-reps are reached; median, p10 and p90 latency; images/s;
 achieved GFLOP/s (2 FLOPs per multiply-accumulate of the spec) and its share of a large float32 matrix
 product measured on the same device in the same run (the theoretical peak is stated too where known).
-The null backend's row is the harness' own cost per repetition."""
+The null backend (a no-op step) measures the harness' own cost per repetition. --device cuda on a
+machine without a GPU exits 2 before anything runs; a backend that fails or is not installed exits 3
+after the others have been measured."""
 
 EXAMPLES = """examples:
   alexbench bench                                   # alexnet-owt, torch, keras and both ONNX exports, batch 1,8,64
@@ -47,7 +50,8 @@ def _device(text: str) -> str:
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
-    from .bench import DEFAULT_BACKENDS, DEFAULT_BATCH_SIZES, DEFAULT_SPEC, PRECISIONS, Method
+    from .bench import Method
+    from .bench_run import DEFAULT_BACKENDS, DEFAULT_BATCH_SIZES, DEFAULT_SPEC, PRECISIONS
 
     m = Method()
     parser.description = DESCRIPTION
@@ -93,7 +97,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(command: str, args: argparse.Namespace) -> int:
-    from .bench import BenchConfig, BenchError, Method, run_bench
+    from .bench import Method
+    from .bench_run import BenchConfig, BenchError, run_bench
     from .bench_table import render_bench
     from .results import write_results
 
@@ -119,7 +124,7 @@ def run(command: str, args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     print(render_bench(doc))
     if args.json:
-        write_results(doc, args.json)
+        _write_json(doc, args.json, write_results)
         progress(f"results written to {args.json}")
     if args.report:
         from .cmd_report import write_report_for_results
@@ -127,3 +132,20 @@ def run(command: str, args: argparse.Namespace) -> int:
         write_report_for_results(doc, args.report)
         progress(f"report written to {args.report}")
     return doc["verdict"]["exit_code"]
+
+
+def _write_json(doc: dict, path: str, write_results) -> None:
+    """Validated and atomic; where jsonschema (a core dependency) is missing, as when the package runs
+    from a bare checkout on a GPU machine, minutes of measurements are still kept, unvalidated."""
+    try:
+        write_results(doc, path)
+    except ModuleNotFoundError as exc:
+        if exc.name != "jsonschema":
+            raise
+        import json
+
+        from ..spec.weights import atomic_write_bytes
+
+        atomic_write_bytes(Path(path), (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode("utf-8"))
+        print(f"alexbench bench: warning: jsonschema is not installed; {path} was written without validation "
+              f"(pip install jsonschema, then `alexbench report` reads and validates it)", file=sys.stderr)

@@ -129,8 +129,9 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
                     job_kwargs["export_onnx"] = str(export_target)
             source = _onnx_source(name)
             if source is not None:
-                if source not in exports:
-                    doc["backends"].append(_failed(name, "export", f"no ONNX export from '{source}' to run"))
+                if "path" not in exports.get(source, {}):
+                    reason = exports.get(source, {}).get("error") or f"backend '{source}' did not produce an export"
+                    doc["backends"].append(_failed(name, "export", f"ONNX export from '{source}' failed: {reason}"))
                     continue
                 job_kwargs["onnx_path"] = exports[source]["path"]
             job_dir = make_job(run_dir / name, name, spec_path, weights_path, input_path, layer_names, **job_kwargs)
@@ -139,14 +140,17 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
             result = run_worker(job_dir, cfg.timeout_s, on_event=lambda event, n=name: _stage_progress(
                 progress, n, event))
             progress(f"[{index}/{len(order)}] {name}: {result.status} in {time.perf_counter() - started:.1f} s")
-            if export_target is not None and result.status == "ok" and export_target.is_file():
+            export_error = (result.result or {}).get("export_error")
+            if export_error:
+                exports[name] = {"error": export_error}
+            elif export_target is not None and result.status == "ok" and export_target.is_file():
                 info = (result.result or {}).get("export") or {}
                 stored = export_cache.store(name, spec, w_sha, export_target, info, cfg.cache_dir)
                 exports[name] = {"path": str(stored), "info": info, "cache_hit": False}
             entry = _backend_entry(name, result, spec)
             if result.status == "ok":
                 outputs[name] = _load_outputs(job_dir, result)
-                if name in exports:
+                if "path" in exports.get(name, {}):
                     entry["onnx"] = {k: v for k, v in exports[name].items() if k != "path"} | {
                         "file": Path(exports[name]["path"]).name}
             doc["backends"].append(entry)
@@ -188,7 +192,7 @@ def _backend_entry(name: str, result: WorkerResult, spec: ModelSpec) -> dict:
     return {
         "name": name, "status": "ok", "stage": None, "error": None, "stderr_tail": None,
         "output_shape": shape, "shape_ok": shape[1:] == list(spec.output_shape),
-        "param_count": count, "param_count_ok": count == spec.param_count,
+        "param_count": count, "param_count_ok": count == spec.param_count or r.get("param_explained") is True,
         "param_note": r.get("param_note"),
         "metrics": None, "layers": [], "missing_layers": list(r.get("missing_layers") or []),
         "first_divergent_layer": None, "environment": r.get("environment") or {},

@@ -9,8 +9,13 @@ Frameworks are imported inside the functions: this module runs in a bench worker
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import mmap
 import os
-import re
+import platform
+import sys
+import time
 from typing import Any
 
 from .bench import Method, summarize, time_step
@@ -44,42 +49,86 @@ def gpu_theoretical(device_name: str, precision: str) -> dict[str, Any] | None:
     return None
 
 
-def _cpuinfo() -> tuple[set[str], float | None]:
-    flags: set[str] = set()
-    mhz = None
+def _cpuinfo() -> dict[str, Any]:
+    """flags, vendor, family and the clock /proc/cpuinfo reports for the first CPU."""
+    info: dict[str, Any] = {"flags": set(), "vendor": "", "family": 0, "mhz": None}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-                elif key.strip() == "cpu MHz" and mhz is None:
-                    mhz = float(value)
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key == "flags":
+                    info["flags"] = set(value.split())
+                elif key == "vendor_id":
+                    info["vendor"] = value
+                elif key == "cpu family":
+                    info["family"] = int(value)
+                elif key == "cpu MHz":
+                    info["mhz"] = float(value)
+                elif not line.strip() and info["flags"]:
+                    break  # the first processor's block is enough
     except (OSError, ValueError):
         pass
-    return flags, mhz
+    return info
 
 
-def cpu_flops_per_cycle(flags: set[str]) -> tuple[int, str]:
-    """float32 FLOPs per cycle per core, from the instruction set, with the assumption stated."""
+def cpu_flops_per_cycle(flags: set[str], vendor: str = "", family: int = 0) -> tuple[int, str]:
+    """float32 FLOPs per cycle per core, from the instruction set and the core, with the assumption."""
+    if "avx512f" in flags and vendor == "AuthenticAMD" and family >= 26:
+        return 64, "Zen 5 AVX-512: 2 full-width FMA pipes x 16 lanes x 2 FLOPs"
+    if "avx512f" in flags and vendor == "GenuineIntel":
+        return 64, "AVX-512: 2 FMA units x 16 lanes x 2 FLOPs (Xeon Gold/Platinum; parts with one unit: half)"
     if "fma" in flags and "avx2" in flags:
-        # Two 256-bit FMA pipes (Haswell and Zen 2 on), or one full 512-bit pipe: 2 x 8 lanes x 2.
-        # Cores with two full-width AVX-512 FMA units reach 64; measured here: a 512-bit FMA loop
-        # on this machine's AMD EPYC ran at 32 FLOP/cycle.
-        return 32, "AVX2/FMA: 2 FMA pipes x 8 float32 lanes x 2 FLOPs"
+        # Also Zen 4, whose AVX-512 runs on 256-bit pipes.
+        return 32, "AVX2/FMA: 2 FMA pipes x 8 lanes x 2 FLOPs"
     if "avx" in flags:
         return 16, "AVX without FMA: 8 lanes x (1 add + 1 mul)"
     return 8, "SSE: 4 lanes x (1 add + 1 mul)"
 
 
-def cpu_theoretical(threads: int) -> dict[str, Any] | None:
-    flags, mhz = _cpuinfo()
-    if not flags or not mhz:
+# x86-64 System V: ``long f(long n)``, n iterations of four dependent ``add rax, 1`` (one cycle each on
+# every x86-64 core), so it returns after 4n cycles: the core's clock, boost included, measured.
+#   xor eax,eax; L: add rax,1 (x4); sub rdi,1; jnz L; ret
+_ADD_CHAIN = bytes([0x31, 0xC0] + [0x48, 0x83, 0xC0, 0x01] * 4 + [0x48, 0x83, 0xEF, 0x01, 0x75, 0xEA, 0xC3])
+
+
+@functools.lru_cache(maxsize=1)
+def measured_clock_mhz(iterations: int = 50_000_000) -> float | None:
+    """The core clock in MHz under load (best of three runs of a dependent-add chain); None where it
+    cannot run (not x86-64 Linux, or executable memory refused). VMs report their TSC rate in
+    /proc/cpuinfo and boost clocks run above the nominal one, so the reported MHz can be far off."""
+    if platform.machine() not in ("x86_64", "AMD64") or not sys.platform.startswith("linux"):
+        return None
+    try:
+        buf = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    except (OSError, ValueError, AttributeError):
+        return None
+    try:
+        buf.write(_ADD_CHAIN)
+        anchor = ctypes.c_char.from_buffer(buf)
+        chain = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long)(ctypes.addressof(anchor))
+        best = 0.0
+        for _ in range(3):
+            start = time.perf_counter()
+            done = chain(iterations)
+            best = max(best, 4 * iterations / (time.perf_counter() - start) / 1e6)
+        del chain, anchor  # no exported pointers may remain when the mapping closes
+        return best if done == 4 * iterations else None
+    finally:
+        buf.close()
+
+
+def cpu_theoretical(threads: int, measure_clock: bool = True) -> dict[str, Any] | None:
+    info = _cpuinfo()
+    if not info["flags"]:
+        return None
+    clock = measured_clock_mhz() if measure_clock else None
+    mhz, where = (clock, "measured with a dependent-add chain") if clock else (info["mhz"], "as /proc/cpuinfo reports")
+    if not mhz:
         return None
     cores = max(1, min(threads, os.cpu_count() or threads))
-    per_cycle, why = cpu_flops_per_cycle(flags)
-    return {"gflops": cores * mhz * 1e-3 * per_cycle,
-            "basis": f"{cores} cores x {mhz:.0f} MHz (/proc/cpuinfo) x {per_cycle} FLOP/cycle ({why})"}
+    per_cycle, why = cpu_flops_per_cycle(info["flags"], info["vendor"], info["family"])
+    return {"gflops": cores * mhz * 1e-3 * per_cycle, "clock_mhz": round(mhz), "reported_mhz": info["mhz"],
+            "basis": f"{cores} cores x {mhz:.0f} MHz ({where}) x {per_cycle} FLOP/cycle ({why})"}
 
 
 def theoretical_peak(device: str, device_name: str, precision: str, threads: int) -> dict[str, Any] | None:
@@ -90,39 +139,71 @@ def theoretical_peak(device: str, device_name: str, precision: str, threads: int
 
 def measure_matmul_peak(device: str, precision: str, threads: int, method: Method,
                         n: int | None = None) -> dict[str, Any]:
-    """GFLOP/s of an n x n x n matrix product on ``device`` (torch when installed, else NumPy on
-    the CPU), on random data, timed with the same method as the models."""
+    """GFLOP/s of an n x n x n float32 matrix product on ``device``, on random data, timed with the
+    same method as the models. On the CPU every installed GEMM library is tried (torch, NumPy's BLAS,
+    ONNX Runtime's MLAS) and the fastest counts: one library's slow code path for this CPU (e.g.
+    MKL on AMD) must not pass for the device's peak. On CUDA, torch (cuBLAS)."""
     n = n or MATMUL_N["cuda" if device.startswith("cuda") else "cpu"]
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    if torch is None:
-        if device != "cpu" or precision != "float32":
-            raise RuntimeError(f"measuring the {precision} matmul peak on '{device}' needs torch; "
-                               f"pip install 'alexbench[torch]'")
-        step, library = _numpy_matmul(n), "numpy " + __import__("numpy").__version__
+    if precision not in DTYPES:
+        raise ValueError(f"unknown precision '{precision}'; known: {', '.join(DTYPES)}")
+    if device.startswith("cuda"):
+        candidates = [("torch", _torch_matmul)]
+    elif precision == "float32":
+        candidates = [("torch", _torch_matmul), ("numpy", _numpy_matmul), ("onnxruntime", _ort_matmul)]
     else:
-        step, library = _torch_matmul(torch, device, precision, threads, n), "torch " + torch.__version__
-    stats = summarize(time_step(step, method), batch=1, macs=n ** 3, peak_gflops=None)
-    return {"gflops": stats["gflops"], "median_ms": stats["median_ms"], "n": n, "precision": precision,
-            "library": library, "repetitions": stats["repetitions"], "threads": threads}
-
-
-def _numpy_matmul(n: int):
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    return lambda: a @ b
+        raise ValueError(f"a {precision} matmul peak is measured on CUDA devices only")
+    libraries: dict[str, Any] = {}
+    for library, make in candidates:
+        try:
+            step, version = make(device, precision, threads, n)
+        except ImportError:
+            continue
+        stats = summarize(time_step(step, method), batch=1, macs=n ** 3, peak_gflops=None)
+        libraries[f"{library} {version}"] = {"gflops": stats["gflops"], "median_ms": stats["median_ms"],
+                                             "repetitions": stats["repetitions"]}
+        del step
+    if not libraries:
+        raise RuntimeError(f"no GEMM library to measure the {precision} peak on '{device}' "
+                           f"(pip install 'alexbench[torch]')")
+    best = max(libraries, key=lambda k: libraries[k]["gflops"])
+    return {"gflops": libraries[best]["gflops"], "median_ms": libraries[best]["median_ms"], "n": n,
+            "precision": precision, "library": best, "libraries": libraries, "threads": threads}
 
 
 DTYPES = {"float32": "float32", "tf32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
-def _torch_matmul(torch, device: str, precision: str, threads: int, n: int):
-    if precision not in DTYPES:
-        raise ValueError(f"unknown precision '{precision}'; known: {', '.join(DTYPES)}")
+def _random(n: int):
+    import numpy as np
+
+    rng = np.random.default_rng(0)  # never zeros: some kernels run faster on them
+    return rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+
+
+def _numpy_matmul(device: str, precision: str, threads: int, n: int):
+    import numpy as np
+
+    a, b = _random(n)
+    return (lambda: a @ b), np.__version__
+
+
+def _ort_matmul(device: str, precision: str, threads: int, n: int):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    spec = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in ("a", "b", "c")]
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", spec[:2], spec[2:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    a, b = _random(n)
+    return (lambda: session.run(None, {"a": a, "b": b})), ort.__version__
+
+
+def _torch_matmul(device: str, precision: str, threads: int, n: int):
+    import torch
+
     if device == "cpu":
         torch.set_num_threads(threads)
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
@@ -136,22 +217,4 @@ def _torch_matmul(torch, device: str, precision: str, threads: int, n: int):
         sync()
         return out
 
-    return step
-
-
-def device_name(device: str) -> str:
-    """A human name for the device: the GPU's name for cuda, the CPU model otherwise."""
-    if device.startswith("cuda"):
-        try:
-            import torch
-
-            return torch.cuda.get_device_name(torch.device(device))
-        except Exception:  # no torch, or no CUDA in it: fall back to nvidia-smi
-            from .environment import gpu_names
-
-            index = int(re.sub(r"\D", "", device.partition(":")[2]) or 0)
-            names = gpu_names()
-            return names[index] if index < len(names) else "unknown GPU"
-    from .environment import cpu_name
-
-    return cpu_name()
+    return step, torch.__version__

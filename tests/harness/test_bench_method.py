@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alexbench.harness.bench import BenchConfig, BenchError, Method, plan_jobs, resolve_device, summarize, time_step
+from alexbench.harness.bench import Method, summarize, time_step
+from alexbench.harness.bench_run import BenchConfig, BenchError, plan_jobs, resolve_device
 from alexbench.harness.bench_worker import skip_reason
 from alexbench.harness.peak import cpu_flops_per_cycle, gpu_theoretical
 
@@ -102,8 +103,11 @@ def test_plan_skips_what_a_backend_or_device_cannot_do_and_says_why():
     assert skip_reason("my-plugin", "cpu", "float32", True) == "no compiled variant known for this backend"
 
 
-def test_cpu_flops_per_cycle_from_the_instruction_set():
-    assert cpu_flops_per_cycle({"avx2", "fma", "avx"})[0] == 32
+def test_cpu_flops_per_cycle_from_the_instruction_set_and_core():
+    avx512 = {"avx512f", "avx2", "fma", "avx"}
+    assert cpu_flops_per_cycle(avx512, "AuthenticAMD", 26)[0] == 64  # Zen 5: full-width pipes
+    assert cpu_flops_per_cycle(avx512, "AuthenticAMD", 25)[0] == 32  # Zen 4: 256-bit pipes
+    assert cpu_flops_per_cycle({"avx2", "fma", "avx"}, "GenuineIntel", 6)[0] == 32
     assert cpu_flops_per_cycle({"avx"})[0] == 16
     assert cpu_flops_per_cycle({"sse2"})[0] == 8
 
@@ -114,3 +118,16 @@ def test_gpu_theoretical_peak_matches_the_most_specific_name():
     assert gpu_theoretical("NVIDIA H200", "tf32")["gflops"] == pytest.approx(494_700)
     assert gpu_theoretical("Tesla T4", "bfloat16") is None
     assert gpu_theoretical("Some Future GPU", "float32") is None
+
+
+def test_cpu_theoretical_peak_states_its_clock_and_basis():
+    from alexbench.harness.peak import cpu_theoretical, measured_clock_mhz
+
+    reported = cpu_theoretical(2, measure_clock=False)
+    if reported is None:  # no /proc/cpuinfo (not Linux): nothing is claimed
+        return
+    assert "as /proc/cpuinfo reports" in reported["basis"] and reported["clock_mhz"] == round(reported["reported_mhz"])
+    clock = measured_clock_mhz()
+    assert clock is None or clock > 0  # x86-64 Linux: the add chain ran and counted 4n adds
+    measured = cpu_theoretical(2)
+    assert ("measured with a dependent-add chain" in measured["basis"]) == (clock is not None)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from alexbench.harness import environment
-from alexbench.harness.bench import BenchConfig, Method, run_bench
+from alexbench.harness.bench import Method
+from alexbench.harness.bench_run import BenchConfig, run_bench
 from alexbench.harness.cli import main
 from alexbench.harness.results import read_results, write_results
 
@@ -32,7 +33,9 @@ def test_null_backend_rows_respect_min_reps_and_validate(tmp_path):
     assert all(r["p10_ms"] <= r["median_ms"] <= r["p90_ms"] for r in rows)
     assert [o["repetitions"] for o in doc["bench"]["overhead"]] == [7]
     peak = doc["bench"]["peak"]["measured"]["float32"]
-    assert peak["n"] == 128 and peak["gflops"] > 0 and peak["repetitions"] >= 3
+    assert peak["n"] == 128 and peak["gflops"] == max(v["gflops"] for v in peak["libraries"].values())
+    assert {lib.split()[0] for lib in peak["libraries"]} == {"torch", "numpy", "onnxruntime"}  # the best one counts
+    assert all(v["repetitions"] >= 3 for v in peak["libraries"].values())
     assert doc["verdict"]["exit_code"] == 0
     write_results(doc, tmp_path / "null.json")  # validates against the schema first
     assert read_results(tmp_path / "null.json")["kind"] == "bench"
