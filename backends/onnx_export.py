@@ -106,6 +106,22 @@ def onnx_from_keras(spec: ModelSpec, weights: Weights, path: str | Path, opset: 
     return export_keras_model(keras_model_from_spec(spec, weights), spec, path, opset, keras_route)
 
 
+@contextmanager
+def _out_of_place_relus(model):
+    """An in-place ReLU merges into the node before it in the exported graph, and that spec
+    layer loses its own tensor (no per-layer comparison); export with out-of-place ones."""
+    import torch
+
+    relus = [m for m in model.modules() if isinstance(m, torch.nn.ReLU) and m.inplace]
+    for m in relus:
+        m.inplace = False
+    try:
+        yield
+    finally:
+        for m in relus:
+            m.inplace = True
+
+
 def export_torch_model(model, spec: ModelSpec, path: str | Path, opset: int = OPSET) -> ExportInfo:
     """Export a built torch model (``torch_model_from_spec``) to ``path`` and check the file."""
     import onnxscript
@@ -119,7 +135,7 @@ def export_torch_model(model, spec: ModelSpec, path: str | Path, opset: int = OP
         # Batch 2 in the example: torch.export specialises sizes 0 and 1, so batch 1 would pin it.
         example = torch.zeros((2, *spec.input_shape), dtype=torch.float32, device=device)
         batch = torch.export.Dim("batch", min=1)
-        with _logged("onnxscript", "torch.onnx") as logged:
+        with _logged("onnxscript", "torch.onnx") as logged, _out_of_place_relus(model):
             program = torch.onnx.export(model, (example,), None, dynamo=True, dynamic_shapes=({0: batch},),
                                         opset_version=opset, input_names=["input"], output_names=["output"],
                                         verbose=False)

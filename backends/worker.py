@@ -101,37 +101,8 @@ class Worker:
         return 0 if self.result["status"] == "ok" else 1
 
     def _do(self, job: dict[str, Any]) -> None:
-        name = job["backend"]
-        with self.stage("import"):
-            from . import registry
-
-            try:
-                cls = registry.load_backend_class(name)
-            except ImportError as exc:  # a built-in backend's module imports its framework at the top
-                missing = registry.missing_module(exc)
-                if missing is None:
-                    raise
-                raise BackendUnavailable(registry.install_hint(name, missing)) from exc
-            # Before the framework is imported (backend modules import Keras lazily, in build):
-            # Keras reads KERAS_BACKEND once per process. A job's own env comes last.
-            os.environ.update(getattr(cls, "env", {}))
-            os.environ.update({str(k): str(v) for k, v in (job.get("env") or {}).items()})
-            cls.check_available(name)
-            backend = cls(options=dict(job.get("options") or {}))
-
-        with self.stage("build"):
-            from ..spec import load_spec, load_weights
-
-            spec = load_spec(_resolve(self.job_dir, job["spec"]))
-            weights = load_weights(_resolve(self.job_dir, job["weights"]), spec)
-            backend.build(spec, weights, _resolve(self.job_dir, job.get("onnx_path")))
-            self.result["param_count"] = int(backend.param_count())
-            note = getattr(backend, "param_note", None)
-            self.result["param_note"] = note() if callable(note) else note
-            # True when every difference from the spec's count has a known cause (an exporter
-            # dropping all-zero biases or sharing equal tensors); the note says which.
-            self.result["param_explained"] = bool(getattr(backend, "param_explained", False))
-
+        backend = self.import_backend(job)
+        spec = self.build_backend(job, backend)
         export_path = _resolve(self.job_dir, job.get("export_onnx"))
         if export_path is not None:
             # A failed export fails only the ONNX run of this export; the native run goes on.
@@ -156,6 +127,42 @@ class Worker:
             self._save(out, requested)
             # After the run: some backends only then know what they really used (ORT's providers).
             self.result["environment"] = backend.environment()
+
+    def import_backend(self, job: dict[str, Any]):
+        """The import stage: find the backend's class, set its environment, check its framework."""
+        name = job["backend"]
+        with self.stage("import"):
+            from . import registry
+
+            try:
+                cls = registry.load_backend_class(name)
+            except ImportError as exc:  # a built-in backend's module imports its framework at the top
+                missing = registry.missing_module(exc)
+                if missing is None:
+                    raise
+                raise BackendUnavailable(registry.install_hint(name, missing)) from exc
+            # Before the framework is imported (backend modules import Keras lazily, in build):
+            # Keras reads KERAS_BACKEND once per process. A job's own env comes last.
+            os.environ.update(getattr(cls, "env", {}))
+            os.environ.update({str(k): str(v) for k, v in (job.get("env") or {}).items()})
+            cls.check_available(name)
+            return cls(options=dict(job.get("options") or {}))
+
+    def build_backend(self, job: dict[str, Any], backend):
+        """The build stage: spec and weights from the job's files, the backend's own count."""
+        with self.stage("build"):
+            from ..spec import load_spec, load_weights
+
+            spec = load_spec(_resolve(self.job_dir, job["spec"]))
+            weights = load_weights(_resolve(self.job_dir, job["weights"]), spec)
+            backend.build(spec, weights, _resolve(self.job_dir, job.get("onnx_path")))
+            self.result["param_count"] = int(backend.param_count())
+            note = getattr(backend, "param_note", None)
+            self.result["param_note"] = note() if callable(note) else note
+            # True when every difference from the spec's count has a known cause (an exporter
+            # dropping all-zero biases or sharing equal tensors); the note says which.
+            self.result["param_explained"] = bool(getattr(backend, "param_explained", False))
+        return spec
 
     def _save(self, out: RunOutput, requested: list[str]) -> None:
         layers_dir = self.job_dir / "out" / "layers"

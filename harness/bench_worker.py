@@ -86,31 +86,11 @@ class BenchWorker(Worker):
             self.result["bench"] = self._bench(backend, spec, job["backend"], settings)
 
     def _build(self, job: dict[str, Any], settings: dict[str, Any]):
-        """The parity worker's import and build stages (same order, same errors), then the bench's
-        pre-build settings. TODO(worker owner): expose these stages in Worker so both share them."""
-        from ..backends import registry
-        from ..backends.base import BackendUnavailable
-        from ..spec import load_spec, load_weights
-
-        name = job["backend"]
-        with self.stage("import"):
-            try:
-                cls = registry.load_backend_class(name)
-            except ImportError as exc:
-                missing = registry.missing_module(exc)
-                if missing is None:
-                    raise
-                raise BackendUnavailable(registry.install_hint(name, missing)) from exc
-            os.environ.update(getattr(cls, "env", {}))  # KERAS_BACKEND, before keras is imported
-            os.environ.update({str(k): str(v) for k, v in (job.get("env") or {}).items()})
-            cls.check_available()
-            backend = cls(options=dict(job.get("options") or {}))
-            _before_build(name, settings)
-        with self.stage("build"):
-            spec = load_spec(Path(job["spec"]))
-            backend.build(spec, load_weights(Path(job["weights"]), spec), _path(job.get("onnx_path")))
-            self.result["param_count"] = int(backend.param_count())
-            self.result["environment"] = backend.environment()
+        """The parity worker's import and build stages, with the bench's pre-build settings between."""
+        backend = self.import_backend(job)
+        _before_build(job["backend"], settings)
+        spec = self.build_backend(job, backend)
+        self.result["environment"] = backend.environment()
         return backend, spec
 
     def _bench(self, backend, spec, name: str, settings: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,8 @@ def test_entry_point_plugin_is_found_and_loaded(plugin):
 def test_install_hint_is_one_line_naming_the_extra():
     hint = registry.install_hint("keras", "tensorflow")
     assert hint == "backend 'keras' needs tensorflow: pip install 'alexbench[keras]'"
-    assert registry.install_hint("keras-jax", "jax.numpy") == "backend 'keras-jax' needs jax: pip install 'alexbench[jax]'"
+    assert registry.install_hint("keras-jax", "jax.numpy") == (
+        "backend 'keras-jax' needs jax: pip install 'alexbench[jax]'")
 
 
 def test_missing_module_tells_an_absent_framework_from_a_broken_one():
