@@ -58,7 +58,8 @@ def test_torch_and_reference_workers_agree_and_export(job_files, tmp_path):
         assert set(r["timings_s"]) >= {"import", "build", "run"}
     assert torch_run.result["param_count"] == job_files.spec.param_count
     assert torch_run.result["environment"]["tf32_matmul"] is False
-    assert torch_run.result["export"]["exporter"] == "torch.onnx dynamo" and onnx_file.stat().st_size > 0
+    assert torch_run.result["export"]["exporter"].startswith("torch.onnx.export(dynamo=True)")
+    assert onnx_file.stat().st_size > 0
     assert [e["stage"] for e in events if e["backend"] == "torch" and e["event"] == "stage"] == [
         "import", "build", "export", "run"]
 
