@@ -89,7 +89,8 @@ def _tiny_model(value: float, size: int = 1 << 18) -> onnx.ModelProto:
         [onnx.helper.make_node("Add", ["x", "w"], ["y"])], "tiny",
         [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [size])],
         [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [size])], [w])
-    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    # IR version 10: onnx 1.23 writes 14 by default, which onnxruntime-gpu 1.31 refuses.
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)], ir_version=10)
 
 
 def test_store_copies_the_harness_export_and_lookup_finds_it(spec, weights, tmp_path):
