@@ -124,6 +124,19 @@ def torch_model_from_spec(spec: ModelSpec, weights: Weights) -> nn.Sequential:
     return model.float().eval()
 
 
+def inference_step(model: nn.Module, staged: torch.Tensor):
+    """One no-grad forward of an input already on the device, waiting for the device to finish."""
+    sync = torch.cuda.synchronize if staged.device.type == "cuda" else (lambda: None)
+
+    def step():
+        with torch.no_grad():
+            out = model(staged)
+        sync()
+        return out
+
+    return step
+
+
 class TorchBackend(Backend):
     name = "torch"
     needs = (("torch", "torch"),)
@@ -179,16 +192,7 @@ class TorchBackend(Backend):
         self.device = torch.device(device)
         self.model.to(self.device)
         staged = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
-        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-        model = self.model
-
-        def step():
-            with torch.no_grad():
-                out = model(staged)
-            sync()
-            return out
-
-        return step
+        return inference_step(self.model, staged)
 
     def export_onnx(self, path: Path) -> dict[str, Any]:
         """torch.onnx dynamo export with a dynamic batch, checked (see onnx_export.py)."""

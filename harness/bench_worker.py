@@ -244,18 +244,10 @@ def _torch_half_step(model, x, device: str, precision: str) -> Callable[[], Any]
     precision (the input cast happens once, before timing)."""
     import torch
 
+    from ..backends.backend_torch import inference_step
+
     dtype = getattr(torch, precision)
-    model = model.to(device=device, dtype=dtype)
-    staged = torch.from_numpy(x).to(device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-
-    def step():
-        with torch.no_grad():
-            out = model(staged)
-        sync()
-        return out
-
-    return step
+    return inference_step(model.to(device=device, dtype=dtype), torch.from_numpy(x).to(device=device, dtype=dtype))
 
 
 def threads_seen() -> dict[str, Any]:

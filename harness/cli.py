@@ -39,6 +39,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def stderr_progress(quiet: bool):
+    """Progress lines for long commands: on stderr, so stdout stays the result; none with --quiet."""
+    def progress(message: str) -> None:
+        if not quiet:
+            print(message, file=sys.stderr, flush=True)
+    return progress
+
+
 class UsageError(Exception):
     """Bad command-line input; printed as one line, exit code 2."""
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..backends.registry import UnknownBackend
-from .cli import UsageError
+from .cli import UsageError, stderr_progress
 from .cmd_compare import _csv, _nonnegative_float, _positive_int
 
 DESCRIPTION = """Measure latency and throughput of each backend at each batch size on one device. Every
@@ -114,9 +114,7 @@ def run(command: str, args: argparse.Namespace) -> int:
                       cache_dir=args.cache_dir, overhead=args.overhead,
                       peak_n=args.peak_size)
 
-    def progress(message: str) -> None:
-        if not args.quiet:
-            print(message, file=sys.stderr, flush=True)
+    progress = stderr_progress(args.quiet)
 
     try:
         doc = run_bench(cfg, progress)

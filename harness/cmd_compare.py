@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..backends.registry import UnknownBackend
 from ..spec.loader import shipped_spec_names
-from .cli import UsageError
+from .cli import UsageError, stderr_progress
 from .inputs import InputError
 from .metrics import PROFILES
 
@@ -102,9 +101,7 @@ def run(command: str, args: argparse.Namespace) -> int:
 
         check_graphviz()
 
-    def progress(message: str) -> None:
-        if not args.quiet:
-            print(message, file=sys.stderr, flush=True)
+    progress = stderr_progress(args.quiet)
 
     try:
         doc = run_compare(cfg, progress)
