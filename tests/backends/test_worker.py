@@ -86,6 +86,15 @@ def test_null_backend_returns_zeros_of_the_output_shape(job_files, tmp_path):
     assert out.shape == (2, *job_files.spec.output_shape) and not out.any()
 
 
+def test_failed_export_is_recorded_and_the_native_run_goes_on(job_files, tmp_path):
+    # The reference has no ONNX export: the export stage fails, the run still completes, and the
+    # harness reports the failure against the ONNX backend that would have run the file.
+    run = run_worker(_job(tmp_path, job_files, "null", export_onnx=str(tmp_path / "x.onnx")), timeout_s=60)
+    assert run.status == "ok", run.stderr_tail
+    assert run.result["export_error"] == "ExportUnsupported: backend 'null' has no ONNX export"
+    assert run.result["output"] and not (tmp_path / "x.onnx").exists()
+
+
 def test_wrong_input_shape_is_an_error_at_run(job_files, tmp_path):
     np.save(job_files.input_path, np.zeros((2, 3, 19, 23), np.float32))
     run = run_worker(_job(tmp_path, job_files, "null"), timeout_s=60)
