@@ -53,7 +53,7 @@ class OutOfMemory(_Faulty):
 
 class WrongShape(_Faulty):
     def misbehave(self):
-        pass
+        return None  # the output shape is the fault
 
     def run(self, x, layers=()):
         return RunOutput(np.zeros((x.shape[0], 7), np.float32))
