@@ -178,14 +178,15 @@ class Worker:
         self.result["missing_layers"] = [n for n in requested if n not in out.layers]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, worker_class: type[Worker] = Worker) -> int:
+    """Entry point of a worker process (also of the bench's, with its own ``worker_class``)."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m alexbench.backends.worker JOB_DIR", file=sys.stderr)
+        print(f"usage: python -m {worker_class.__module__} JOB_DIR", file=sys.stderr)
         return 2
     events = _events_stream()
     faulthandler.enable(sys.stderr)  # a segfault leaves a Python traceback in the stderr tail
-    return Worker(Path(argv[0]), events).run()
+    return worker_class(Path(argv[0]), events).run()
 
 
 if __name__ == "__main__":

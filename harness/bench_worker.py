@@ -26,7 +26,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..backends.worker import Worker, _events_stream
+from ..backends.worker import Worker
+from ..backends.worker import main as worker_main
 
 # What each built-in backend can run besides float32 as built. "compiled" names what the
 # compiled variant is; a missing entry means the variant is not offered (the reason says why).
@@ -266,15 +267,7 @@ def threads_seen() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import faulthandler
-
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m alexbench.harness.bench_worker JOB_DIR", file=sys.stderr)
-        return 2
-    events = _events_stream()
-    faulthandler.enable(sys.stderr)
-    return BenchWorker(Path(argv[0]), events).run()
+    return worker_main(argv, BenchWorker)
 
 
 if __name__ == "__main__":

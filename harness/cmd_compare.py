@@ -31,24 +31,21 @@ def _csv(text: str) -> list[str]:
     return items
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; received {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; received {value}")
-    return value
+def _number(kind: type, minimum: float, what: str):
+    """An argparse type: ``kind`` (int or float) of at least ``minimum``, with a message that says so."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}; received {text!r}") from None
+        if not value >= minimum:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"expected {what}; received {text}")
+        return value
+    return parse
 
 
-def _nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0; received {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0; received {text}")
-    return value
+_positive_int = _number(int, 1, "a positive integer")
+_nonnegative_float = _number(float, 0.0, "a number >= 0")
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from ..backends.registry import available_backends, install_hint, load_backend_class, missing_module
 from ..spec import ModelSpec, canonical_weights, fmt_shape, load_spec, save_weights, weights_sha256
 from ..spec.loader import DEFAULT_BUDGET_BYTES, shipped_spec_names
+from .cli import UsageError
 
 SPEC_HELP = "a spec file (.yaml) or a shipped spec's name: " + ", ".join(shipped_spec_names())
 
@@ -43,9 +43,7 @@ def run(command: str, args: argparse.Namespace) -> int:
         return 0
     if command == "weights":
         if args.seed < 0:
-            print("alexbench weights: error: --seed must be >= 0; received "
-                  f"{args.seed}", file=sys.stderr)
-            return 2
+            raise UsageError(f"--seed must be >= 0; received {args.seed}")
         weights = canonical_weights(spec, args.seed)
         save_weights(weights, args.output, metadata={"spec": spec.name, "spec_sha256": spec.sha256,
                                                      "seed": str(args.seed)})

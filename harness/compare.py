@@ -115,6 +115,7 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         layer_names = [layer.name for layer in spec.layers] if cfg.layers else []
 
         outputs: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+        saved: dict[str, dict] = {}  # backend -> its .npy files, relative to the run dir
         exports: dict[str, dict] = {}
         for index, name in enumerate(order, 1):
             job_kwargs = {}
@@ -150,6 +151,7 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
             entry = _backend_entry(name, result, spec)
             if result.status == "ok":
                 outputs[name] = _load_outputs(job_dir, result)
+                saved[name] = _saved_paths(run_dir, job_dir, result)
                 if "path" in exports.get(name, {}):
                     entry["onnx"] = {k: v for k, v in exports[name].items() if k != "path"} | {
                         "file": Path(exports[name]["path"]).name}
@@ -157,7 +159,7 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
 
         _judge(doc, spec, outputs, tol, rel_l2)
         if cfg.save_dir:
-            _write_manifest(run_dir, doc, outputs)
+            _write_manifest(run_dir, doc, saved)
     return doc
 
 
@@ -290,15 +292,17 @@ def _verdict_text(doc: dict, code: int) -> str:
     return f"FAIL on '{spec}': " + "; ".join(parts)
 
 
-def _write_manifest(run_dir: Path, doc: dict, outputs: dict) -> None:
+def _saved_paths(run_dir: Path, job_dir: Path, result: WorkerResult) -> dict:
+    r = result.result or {}
+    rel = job_dir.relative_to(run_dir)
+    return {"output": str(rel / r["output"]),
+            "layers": {n: str(rel / path) for n, path in (r.get("layers") or {}).items()}}
+
+
+def _write_manifest(run_dir: Path, doc: dict, saved: dict) -> None:
     """Tell a plain NumPy script where everything is (see docs/results.md)."""
     import json
 
-    manifest = {
-        "spec": "spec.yaml", "weights": "weights.safetensors", "input": "input.npy",
-        "tolerance": doc["tolerance"],
-        "backends": {name: {"output": f"{name}/out/output.npy",
-                            "layers": {n: f"{name}/out/layers/{n}.npy" for n in layers}}
-                     for name, (_, layers) in outputs.items()},
-    }
+    manifest = {"spec": "spec.yaml", "weights": "weights.safetensors", "input": "input.npy",
+                "tolerance": doc["tolerance"], "backends": saved}
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
