@@ -20,6 +20,8 @@ from ..spec import ModelSpec
 
 Weights = dict[str, np.ndarray]
 
+OPSET = 18  # the ONNX opset every export targets
+
 
 class BackendUnavailable(RuntimeError):
     """The backend's framework is not installed; the message is one line with the install hint."""
@@ -43,7 +45,12 @@ class Backend:
     # (importable module, pip extra) pairs checked before building: a missing one gives
     # "backend 'keras' needs tensorflow: pip install 'alexbench[keras]'".
     needs: ClassVar[tuple[tuple[str, str], ...]] = ()
-    # Where this backend's ONNX file comes from: None, or the native backend that exports it.
+    # The native <-> ONNX pairing, declared here and nowhere else. A native backend that exports
+    # ONNX names its route (part of the export cache's key: bump the suffix when the route's
+    # output changes) and the packages whose versions the file depends on; a backend that runs
+    # such a file names the native backend it comes from.
+    onnx_exporter: ClassVar[str | None] = None
+    onnx_export_packages: ClassVar[tuple[str, ...]] = ()
     onnx_source: ClassVar[str | None] = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -58,8 +65,9 @@ class Backend:
         """Parameters as the framework itself counts them (buffers such as running stats included)."""
         raise NotImplementedError
 
-    def export_onnx(self, path: Path) -> dict[str, Any]:
-        """Write an ONNX file; return facts about it (exporter, versions). Native backends only."""
+    def export_onnx(self, path: Path, opset: int = OPSET) -> dict[str, Any]:
+        """Write an ONNX file of the built model; return its ``ExportInfo`` as JSON. Native backends
+        with an ``onnx_exporter`` only."""
         raise ExportUnsupported(f"backend '{self.name}' has no ONNX export")
 
     def bench_step(self, x: np.ndarray, device: str) -> Callable[[], Any]:

@@ -1,44 +1,18 @@
-"""Every layout conversion between the canonical (torch-like) layouts and Keras', in one place.
-
-Canonical (``spec/weights.py``, DESIGN.md): activations NCHW; conv weight OIHW, a grouped conv
-(O, I/groups, kH, kW); linear weight (out, in); flatten in C, H, W order; batchnorm weight,
-bias, running_mean, running_var.
-
-Keras side: activations NHWC (TensorFlow's CPU convolution only runs NHWC); conv kernel HWIO;
-a grouped conv kernel (kH, kW, I/groups, O) -- the layout of Keras' own Conv2D(groups=g) kernel,
-which our split->conv->concat layer (``keras_layers.GroupedConv2D``) keeps: group g reads input
-channels [g*I/groups, (g+1)*I/groups) and owns kernel columns [g*O/groups, (g+1)*O/groups);
-Dense kernel (in, out); BatchNormalization weights gamma, beta, moving_mean, moving_variance.
-
-Flatten order -- the one choice here. torch flattens C,H,W; a Keras Flatten of an NHWC map
-flattens H,W,C, so a plain ``W.T`` for the first linear after a flatten (fc6) is wrong. Of
-the two fixes (permute fc6's rows, or a Permute((3, 1, 2)) layer before Flatten) we use the
-**Permute**, because then every (N, F) tensor in the Keras model is already in canonical
-order: the named outputs of ``flatten`` and of anything between it and fc6 (dropout, relu)
-need no conversion, every Dense kernel is a plain transpose (one rule, no bookkeeping of which
-linear follows which flatten, even through intervening layers), and the cost is one transpose
-of a 256x6x6 map per image. ``flatten_like_keras_permute`` below is that layer in NumPy.
-
-Pure NumPy: nothing here imports a framework.
+"""Activation layouts between the canonical NCHW and the channels-last NHWC that Keras and its
+exports use. Pure NumPy: any backend whose framework runs channels-last converts here.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
-
 import numpy as np
-
-# Keras' Permute dims (1-based, batch excluded) taking NHWC to NCHW: the layer placed before
-# every Flatten so that it flattens in C, H, W order.
-PERMUTE_NHWC_TO_NCHW = (3, 1, 2)
 
 
 def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(_need_rank(x, 4, "activation"), (0, 2, 3, 1)))
+    return np.ascontiguousarray(np.transpose(need_rank(x, 4, "activation"), (0, 2, 3, 1)))
 
 
 def nhwc_to_nchw(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(_need_rank(x, 4, "activation"), (0, 3, 1, 2)))
+    return np.ascontiguousarray(np.transpose(need_rank(x, 4, "activation"), (0, 3, 1, 2)))
 
 
 def activation_to_canonical(x: np.ndarray) -> np.ndarray:
@@ -46,59 +20,7 @@ def activation_to_canonical(x: np.ndarray) -> np.ndarray:
     return nhwc_to_nchw(x) if np.ndim(x) == 4 else np.asarray(x)
 
 
-def flatten_like_keras_permute(x_nhwc: np.ndarray) -> np.ndarray:
-    """What Permute((3, 1, 2)) + Flatten computes on an NHWC map: the canonical C,H,W flatten."""
-    return nhwc_to_nchw(x_nhwc).reshape(len(x_nhwc), -1)
-
-
-def conv_weight_to_keras(w: np.ndarray) -> np.ndarray:
-    """OIHW (or grouped O, I/groups, kH, kW) -> HWIO (grouped: kH, kW, I/groups, O)."""
-    return np.ascontiguousarray(np.transpose(_need_rank(w, 4, "conv weight"), (2, 3, 1, 0)))
-
-
-def conv_weight_from_keras(k: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(_need_rank(k, 4, "conv kernel"), (3, 2, 0, 1)))
-
-
-def linear_weight_to_keras(w: np.ndarray) -> np.ndarray:
-    """(out, in) -> Dense kernel (in, out). Plain transpose: see the flatten note above."""
-    return np.ascontiguousarray(_need_rank(w, 2, "linear weight").T)
-
-
-def linear_weight_from_keras(k: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(_need_rank(k, 2, "dense kernel").T)
-
-
-# Per op: the canonical parameter names in the order of the Keras layer's get_weights(),
-# and the converter (to Keras, from Keras) applied to each.
-_IDENTITY = (np.asarray, np.asarray)
-_KERAS_WEIGHT_ORDER: dict[str, tuple[tuple[str, tuple], ...]] = {
-    "conv2d": (("weight", (conv_weight_to_keras, conv_weight_from_keras)), ("bias", _IDENTITY)),
-    "linear": (("weight", (linear_weight_to_keras, linear_weight_from_keras)), ("bias", _IDENTITY)),
-    "batchnorm2d": (("weight", _IDENTITY), ("bias", _IDENTITY), ("running_mean", _IDENTITY),
-                    ("running_var", _IDENTITY)),
-}
-
-
-def keras_weights(op: str, layer: str, weights: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-    """The canonical tensors ``<layer>.<param>`` of one layer as its Keras get_weights() list."""
-    return [convert[0](weights[f"{layer}.{param}"]).astype(np.float32, copy=False)
-            for param, convert in _KERAS_WEIGHT_ORDER.get(op, ()) if f"{layer}.{param}" in weights]
-
-
-def canonical_weights_from_keras(op: str, layer: str, params: list[str],
-                                 arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Inverse of ``keras_weights``: a Keras layer's get_weights() back to ``<layer>.<param>``.
-
-    ``params`` are the canonical parameter names the layer has (e.g. no bias)."""
-    order = [(p, convert) for p, convert in _KERAS_WEIGHT_ORDER.get(op, ()) if p in params]
-    if len(order) != len(arrays):
-        raise ValueError(f"layer '{layer}' ({op}): Keras gave {len(arrays)} arrays, "
-                         f"expected {len(order)} ({', '.join(p for p, _ in order)})")
-    return {f"{layer}.{p}": convert[1](a) for (p, convert), a in zip(order, arrays)}
-
-
-def _need_rank(x: np.ndarray, rank: int, what: str) -> np.ndarray:
+def need_rank(x: np.ndarray, rank: int, what: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != rank:
         raise ValueError(f"{what}: expected a rank-{rank} array, received shape {list(x.shape)}")

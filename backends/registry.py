@@ -1,7 +1,9 @@
 """Backends by name. Built-ins are listed here; third-party packages add theirs through the
 ``alexbench.backends`` entry-point group (``name = "package.module:BackendClass"``).
 
-Nothing here imports a framework: a backend's module is imported only inside its worker.
+Nothing here imports a framework: backend modules import theirs inside their methods, so the
+harness can load a class to read what it declares (its ONNX pairing, its unsupported ops), and
+only a worker builds one.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from importlib.metadata import entry_points
 ENTRY_POINT_GROUP = "alexbench.backends"
 
 BUILTIN: dict[str, str] = {
-    "reference": "alexbench.backends.reference:ReferenceBackend",
-    "torch": "alexbench.backends.backend_torch:TorchBackend",
-    "keras": "alexbench.backends.backend_keras:KerasBackend",
-    "keras-torch": "alexbench.backends.backend_keras:KerasOnTorchBackend",
-    "keras-jax": "alexbench.backends.backend_keras:KerasOnJaxBackend",
-    "onnx-torch": "alexbench.backends.backend_onnxrt:OnnxFromTorchBackend",
-    "onnx-keras": "alexbench.backends.backend_onnxrt:OnnxFromKerasBackend",
+    "reference": "alexbench.backends.reference.backend:ReferenceBackend",
+    "torch": "alexbench.backends.torch.backend:TorchBackend",
+    "keras": "alexbench.backends.keras.backend:KerasBackend",
+    "keras-torch": "alexbench.backends.keras.backend:KerasOnTorchBackend",
+    "keras-jax": "alexbench.backends.keras.backend:KerasOnJaxBackend",
+    "onnx-torch": "alexbench.backends.onnxrt.backend:OnnxFromTorchBackend",
+    "onnx-keras": "alexbench.backends.onnxrt.backend:OnnxFromKerasBackend",
     "null": "alexbench.backends.null:NullBackend",
 }
 
@@ -50,6 +52,25 @@ def load_backend_class(name: str):
     """Import and return the backend class (inside a worker: this imports its framework)."""
     module_name, _, class_name = backend_target(name).partition(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def onnx_runners() -> dict[str, str]:
+    """Native backend -> the backend that runs its ONNX export, from the runners' ``onnx_source``.
+    A plugin whose module cannot be imported here pairs nothing (its worker reports why)."""
+    pairs = {}
+    for name in available_backends():
+        try:
+            source = load_backend_class(name).onnx_source
+        except Exception:
+            continue
+        if source:
+            pairs.setdefault(source, name)
+    return pairs
+
+
+def onnx_source(name: str) -> str | None:
+    """The native backend whose export ``name`` runs, or None when ``name`` runs no export."""
+    return load_backend_class(name).onnx_source
 
 
 # Top-level framework module -> the pip extra that installs it (pyproject's optional dependencies).

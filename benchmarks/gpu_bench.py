@@ -22,8 +22,8 @@ import numpy as np
 def check(out_dir: Path, spec_name: str, batch: int) -> int:
     import torch
 
-    from alexbench.backends.backend_torch import torch_model_from_spec
-    from alexbench.backends.reference import reference_forward
+    from alexbench.backends.reference.backend import reference_forward
+    from alexbench.backends.torch.lowering import torch_model_from_spec
     from alexbench.spec import canonical_weights, load_spec
 
     spec = load_spec(spec_name)

@@ -41,8 +41,10 @@ ROUTES = {
 
 def one_run(route: str, spec_name: str, verify: bool) -> dict:
     """In a fresh interpreter: build, export, check (and verify); return the timings."""
-    from alexbench.backends.backend_keras import import_keras, keras_model_from_spec
-    from alexbench.backends.onnx_export import describe, export_keras_model
+    from alexbench.backends.keras.backend import import_keras
+    from alexbench.backends.keras.export import export_keras_model
+    from alexbench.backends.keras.lowering import keras_model_from_spec
+    from alexbench.backends.onnx.inspect import describe
     from alexbench.spec import canonical_weights, load_spec
 
     import_keras("tensorflow")
@@ -75,9 +77,9 @@ def _agreement(spec, weights, path: Path) -> dict:
     import numpy as np
     import onnxruntime as ort
 
-    from alexbench.backends.reference import reference_forward
+    from alexbench.backends.reference.backend import reference_forward
+    from alexbench.harness.compare.metrics import PROFILES, REL_L2_LIMIT, agreement
     from alexbench.harness.inputs import seeded_inputs
-    from alexbench.harness.metrics import PROFILES, REL_L2_LIMIT, agreement
 
     x = seeded_inputs(spec, 2, seed=0)
     ref, _ = reference_forward(spec, weights, x, [])

@@ -33,8 +33,8 @@ def _timing(steps: dict, rounds: int, reps: int, warmup: int) -> tuple[dict, dic
     and reverse order on odd ones. Returns per-model samples, per-round medians, other cores busy."""
     import time
 
-    from alexbench.harness.bench import Method, time_step
-    from alexbench.harness.bench_worker import cpu_seconds, other_cores
+    from alexbench.harness.bench.method import Method, time_step
+    from alexbench.harness.workers.bench_entry import cpu_seconds, other_cores
 
     for step in steps.values():
         for _ in range(warmup):
@@ -100,7 +100,8 @@ TORCHVISION_NAMES = {"conv1": "features.0", "conv2": "features.3", "conv3": "fea
 def run_torch(batch: int, rounds: int, reps: int, warmup: int, threads: int) -> list[dict]:
     import torch
 
-    from alexbench.backends.backend_torch import TorchBackend, torch_model_from_spec
+    from alexbench.backends.torch.backend import TorchBackend
+    from alexbench.backends.torch.lowering import torch_model_from_spec
     from alexbench.harness.inputs import seeded_inputs
     from alexbench.spec import canonical_weights, load_spec
 
@@ -184,7 +185,7 @@ def run_keras(batch: int, rounds: int, reps: int, warmup: int, threads: int) -> 
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from alexbench.backends.backend_keras import KerasBackend
+    from alexbench.backends.keras.backend import KerasBackend
     from alexbench.harness.inputs import seeded_inputs
     from alexbench.spec import canonical_weights, load_spec
 

@@ -66,6 +66,24 @@ def window_output(size: int, pad_before: int, pad_after: int, kernel: int, strid
     return out
 
 
+def floor_mode_padding(attrs: dict[str, Any], input_shape: Shape) -> tuple[int, int, int, int]:
+    """The padding with which a floor-mode window gives the layer's output size: the spec's
+    padding, plus for ceil mode the cells its last window hangs over the bottom/right edge.
+    Backends pad with this and pool in floor mode (-inf cells never win a max)."""
+    (kh, kw), (sh, sw), (top, bottom, left, right) = attrs["kernel"], attrs["stride"], attrs["padding"]
+    _, h, w = input_shape
+    ceil = attrs.get("ceil_mode", False)
+    oh = window_output(h, top, bottom, kh, sh, ceil)
+    ow = window_output(w, left, right, kw, sw, ceil)
+    return top, max(bottom, (oh - 1) * sh + kh - h - top), left, max(right, (ow - 1) * sw + kw - w - left)
+
+
+def adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
+    """torch's adaptive pooling bins: [floor(i*size/out), ceil((i+1)*size/out)) for i < out;
+    neighbours may overlap."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
 def _spatial(op: str, a: dict, shape: Shape, ceil_mode: bool = False) -> tuple[int, int]:
     _, h, w = _need_map(op, shape)
     (kh, kw), (sh, sw), (pt, pb, pl, pr) = a["kernel"], a["stride"], a["padding"]

@@ -55,7 +55,7 @@ def test_keras_flavours_carry_their_keras_backend():
 def test_importing_alexbench_imports_no_framework():
     code = (
         "import json, sys\n"
-        "import alexbench, alexbench.backends.registry, alexbench.backends.runner, alexbench.harness.cli\n"
+        "import alexbench, alexbench.backends.registry, alexbench.harness.workers.runner, alexbench.harness.cli.main\n"
         "alexbench.backends.registry.available_backends()\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('torch', 'tensorflow', 'jax', 'keras', 'onnx', 'onnxruntime', 'tf2onnx'))))\n"

@@ -7,9 +7,9 @@ import pytest
 FAULTY_MODULE = '''
 import ctypes, os, sys, time
 import numpy as np
-from alexbench.backends.backend_torch import TorchBackend
+from alexbench.backends.torch.backend import TorchBackend
 from alexbench.backends.base import Backend, RunOutput
-from alexbench.backends.reference import ReferenceBackend
+from alexbench.backends.reference.backend import ReferenceBackend
 
 
 class _Faulty(Backend):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from alexbench.harness.cli import main
+from alexbench.harness.cli.main import main
 from alexbench.spec import load_spec, shipped_spec_names
 
 GOLDEN = {

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from alexbench.harness.cli import main
+from alexbench.harness.cli.main import main
 from alexbench.spec import SpecError, parse_spec
 
 BASE = """\

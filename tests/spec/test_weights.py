@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from alexbench.harness.cli import main
+from alexbench.harness.cli.main import main
 from alexbench.spec import SpecError, canonical_weights, check_weights, load_spec, load_weights, save_weights
 
 SPEC = "tests/specs/ops-pool-norm.yaml"

@@ -1,0 +1,166 @@
+"""The Keras 3 backend: a functional NHWC model compiled from the spec, on TensorFlow (``keras``),
+torch (``keras-torch``) or JAX (``keras-jax``).
+
+Keras picks its backend from ``KERAS_BACKEND`` once per process, when it is first imported.
+So this module does not import keras at import time: a worker imports it, reads the backend
+class's ``env``, sets it in ``os.environ``, and only ``build`` imports keras (``import_keras``
+also sets the variable itself when keras is not yet imported, and refuses a process whose
+keras already runs on another backend).
+
+Layer names equal the spec's; helper layers get derived names (``conv2_pad``, ``flatten_chw``).
+Op by op lowering is in ``lowering.py`` (custom layers in ``layers.py``), weight layouts in
+``layouts.py``, the ONNX export in ``export.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+
+from ...spec import ModelSpec
+from ..base import OPSET, Backend, ExportUnsupported, RunOutput, Weights
+from ..layouts import activation_to_canonical, nchw_to_nhwc
+
+
+def import_keras(keras_backend: str):
+    """keras, running on ``keras_backend`` ('tensorflow', 'torch' or 'jax')."""
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = keras_backend
+    import keras
+
+    if keras.backend.backend() != keras_backend:
+        raise RuntimeError(
+            f"keras in this process runs on '{keras.backend.backend()}', expected '{keras_backend}': Keras reads "
+            f"KERAS_BACKEND once, when first imported; set KERAS_BACKEND={keras_backend} before importing keras "
+            f"(each backend runs in its own worker process for this reason)")
+    return keras
+
+
+class KerasBackend(Backend):
+    name: ClassVar[str] = "keras"
+    needs: ClassVar[tuple[tuple[str, str], ...]] = (("tensorflow", "keras"), ("keras", "keras"))
+    # Set in the worker's environment before keras is imported (see the module docstring).
+    env: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "tensorflow"}
+    onnx_exporter: ClassVar[str | None] = "tf2onnx from_function stateless_call v1"
+    onnx_export_packages: ClassVar[tuple[str, ...]] = ("tensorflow", "keras", "tf2onnx", "onnx")
+
+    def build(self, spec: ModelSpec, weights: Weights, onnx_path: Path | None = None) -> None:
+        self.keras = import_keras(self.env["KERAS_BACKEND"])
+        if not self.options.get("allow_tf32", False):
+            self._full_float32()
+        self.spec = spec
+        from .lowering import keras_model_from_spec
+
+        self.model = keras_model_from_spec(spec, weights)
+        self._layer_models: dict[tuple[str, ...], Any] = {}
+
+    def _full_float32(self) -> None:
+        """No TF32 on GPUs (parity is checked at float32); a no-op on the CPU."""
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+
+    def _input(self, x: np.ndarray) -> np.ndarray:
+        c, h, w = self.spec.input_shape
+        if np.ndim(x) != 4 or tuple(x.shape[1:]) != (c, h, w) or x.dtype != np.float32:
+            raise ValueError(f"backend '{self.name}', spec '{self.spec.name}': input {getattr(x, 'dtype', '?')} "
+                             f"{list(np.shape(x))}, expected float32 NCHW [N, {c}, {h}, {w}]")
+        return nchw_to_nhwc(x)
+
+    def run(self, x: np.ndarray, layers: Sequence[str] = ()) -> RunOutput:
+        x_nhwc = self._input(x)
+        final = self.spec.layers[-1].name
+        names = tuple(dict.fromkeys(n for n in layers if n != final))
+        unknown = [n for n in names if n not in self.layer_names()]
+        if unknown:
+            raise KeyError(f"spec '{self.spec.name}' has no layer {', '.join(map(repr, unknown))}; "
+                           f"layers: {', '.join(self.layer_names())}")
+        if names not in self._layer_models:
+            from .lowering import keras_layer_model
+
+            self._layer_models[names] = keras_layer_model(self.model, (final, *names)) if names else self.model
+        outs = self._layer_models[names].predict_on_batch(x_nhwc)
+        outs = [outs] if not names else list(outs)
+        arrays = {n: activation_to_canonical(np.asarray(o)) for n, o in zip((final, *names), outs)}
+        return RunOutput(arrays[final], {n: arrays[n] for n in layers})
+
+    def param_count(self) -> int:
+        return int(self.model.count_params())
+
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.spec.layers]
+
+    def environment(self) -> dict[str, Any]:
+        framework = self.env["KERAS_BACKEND"]
+        return {"keras": self.keras.__version__, "keras_backend": self.keras.backend.backend(),
+                framework: importlib.import_module(framework).__version__, "device": self.device()}
+
+    def device(self) -> str:
+        """Where the weights live, as the framework names it (e.g. 'CPU:0', 'cuda:0', 'TFRT_CPU_0')."""
+        value = self.model.weights[0].value
+        device = getattr(value, "device", None)
+        if callable(device):  # older jax: Array.device()
+            device = device()
+        return str(device).rpartition("device:")[2] or "unknown"
+
+    def bench_step(self, x: np.ndarray, device: str) -> Callable[[], Any]:
+        on_gpu = any(k in self.device().lower() for k in ("gpu", "cuda"))
+        if (device.split(":")[0].lower() in ("gpu", "cuda")) != on_gpu:
+            raise ValueError(f"backend '{self.name}': asked to bench on '{device}', but its model lives on "
+                             f"'{self.device()}' (Keras places the model on a GPU whenever one is visible)")
+        return self._step(self.keras.ops.convert_to_tensor(self._input(x)))
+
+    def _step(self, staged) -> Callable[[], Any]:
+        # TensorFlow: a tf.function (XLA on a GPU); torch: eager under no_grad. Returns NumPy, so it waits.
+        predict = self.model.predict_on_batch
+        return lambda: predict(staged)
+
+    def export_onnx(self, path: Path, opset: int = OPSET) -> dict[str, Any]:
+        """tf2onnx on the model's stateless forward pass, weights attached after (see export.py)."""
+        if self.onnx_exporter is None:
+            raise ExportUnsupported(f"backend '{self.name}' has no ONNX export: the Keras ONNX file is exported "
+                                    f"on TensorFlow by backend 'keras'")
+        from .export import export_keras_model
+
+        return export_keras_model(self.model, self.spec, path, opset).to_json()
+
+
+class KerasOnTorchBackend(KerasBackend):
+    name: ClassVar[str] = "keras-torch"
+    needs: ClassVar[tuple[tuple[str, str], ...]] = (("torch", "torch"), ("keras", "keras"))
+    env: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "torch"}
+    onnx_exporter: ClassVar[str | None] = None  # Keras' own torch/JAX exports fix the batch size
+
+    def _full_float32(self) -> None:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
+class KerasOnJaxBackend(KerasBackend):
+    name: ClassVar[str] = "keras-jax"
+    needs: ClassVar[tuple[tuple[str, str], ...]] = (("jax", "jax"), ("keras", "keras"))
+    env: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "jax"}
+    onnx_exporter: ClassVar[str | None] = None  # Keras' own torch/JAX exports fix the batch size
+
+    def _full_float32(self) -> None:
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest")
+
+    def _step(self, staged) -> Callable[[], Any]:
+        """A jitted stateless forward: Keras' jax predict_on_batch passes the weights through its jitted
+        function and back (a copy of every weight per call where buffers cannot be donated, as on CPU)."""
+        import jax
+
+        model = self.model
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        forward = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
+        return lambda: forward(trainable, non_trainable, staged).block_until_ready()

@@ -1,0 +1,236 @@
+"""The ONNX export cache: one file per (spec, weights, exporter, versions), reused while valid.
+
+Key: sha256 over the spec's meaning (``spec.sha256``), the weights' sha256, the exporter's
+name and route, the framework and exporter versions, and alexbench's version. Versions are
+read from package metadata, so a lookup imports no framework (the harness calls it).
+
+Layout: ``<dir>/<spec>-<kind>-<key[:16]>.onnx`` plus ``.json`` beside it holding the file's
+sha256, size and the ExportInfo. An export stored with external-data files is inlined into
+one self-contained file (models under protobuf's 2 GiB limit, as AlexNet's 244 MB). The
+directory is ``$ALEXBENCH_CACHE_DIR`` or ``~/.cache/alexbench/onnx``.
+
+Writes are atomic: a temporary file in the same directory, then ``os.replace``, the model
+first and the sidecar last, so a reader sees either no entry or a whole one. Concurrent
+exporters of the same key both succeed (the last rename wins; the files are equivalent), and
+``cached_export`` also holds an ``fcntl.flock`` on ``<entry>.lock`` so the second waits and
+reuses the first's file instead of exporting again. A hit checks size and sha256 against the
+sidecar; a truncated or altered file is deleted and reported as a miss, so it is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Iterator
+
+from ...spec import ModelSpec, weights_sha256
+from ..base import Weights
+from ..registry import available_backends, load_backend_class
+from .inspect import OPSET
+
+
+@dataclass(frozen=True)
+class CachedExport:
+    path: Path
+    info: dict[str, Any]
+    sha256: str
+
+
+def cache_dir(path: str | Path | None = None) -> Path:
+    chosen = path or os.environ.get("ALEXBENCH_CACHE_DIR") or Path.home() / ".cache" / "alexbench" / "onnx"
+    return Path(chosen).expanduser()
+
+
+def exporter_class(name: str):
+    """The native backend class that exports the file ``name`` runs (or ``name``'s own class)."""
+    cls = load_backend_class(name)
+    native = load_backend_class(cls.onnx_source) if cls.onnx_source else cls
+    if native.onnx_exporter is None:
+        known = [n for n in available_backends() if load_backend_class(n).onnx_exporter]
+        raise ValueError(f"no ONNX exporter for '{name}'; backends that export: {', '.join(known)} "
+                         f"(or a backend that runs one of their files)")
+    return native
+
+
+def export_kind(name: str) -> str:
+    """The native backend ('torch', 'keras') that exports the file ``name`` runs ('onnx-torch')."""
+    cls = load_backend_class(name)
+    kind = cls.onnx_source or name
+    exporter_class(kind)
+    return kind
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "absent"
+
+
+def cache_key(kind: str, spec: ModelSpec, weights_sha: str, opset: int = OPSET) -> str:
+    from ... import __version__
+
+    native = exporter_class(kind)
+    parts = {"spec": spec.sha256, "weights": weights_sha, "exporter": native.onnx_exporter, "opset": opset,
+             "alexbench": __version__, "versions": {p: _version(p) for p in native.onnx_export_packages}}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def entry_path(kind: str, spec: ModelSpec, weights_sha: str, directory: str | Path | None = None,
+               opset: int = OPSET) -> Path:
+    kind = export_kind(kind)
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)
+    return cache_dir(directory) / f"{safe}-{kind}-{cache_key(kind, spec, weights_sha, opset)[:16]}.onnx"
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Exclusive lock on the entry (``<entry>.lock``): stores, deletions and exports of one key
+    never interleave. flock is per open file, so never nest two of these in one process."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def lookup(kind: str, spec: ModelSpec, weights_sha: str, directory: str | Path | None = None) -> CachedExport | None:
+    """The valid cached export, or None (absent, or corrupt and now deleted)."""
+    path = entry_path(kind, spec, weights_sha, directory)
+    if not _sidecar(path).exists():
+        return None
+    with _locked(path):
+        return _lookup(path)
+
+
+def _lookup(path: Path) -> CachedExport | None:
+    try:
+        meta = json.loads(_sidecar(path).read_text())
+        ok = path.stat().st_size == meta["size"] and file_sha256(path) == meta["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        ok, meta = False, None
+    if ok:
+        return CachedExport(path, meta.get("info") or {}, meta["sha256"])
+    for stale in (path, _sidecar(path)):  # the sidecar does not vouch for the file: drop both
+        stale.unlink(missing_ok=True)
+    return None
+
+
+def _atomic_write(dst: Path, write) -> None:
+    """``write(binary file)`` into a temporary file beside ``dst``, then rename it over ``dst``."""
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _inlined(src: Path) -> bytes | None:
+    """A model whose weights sit in external-data files beside it (torch.onnx.export writes
+    ``<name>.onnx.data`` by default) as one self-contained file's bytes; None if it is one already.
+    The cache then holds one file, which one rename publishes atomically."""
+    import onnx
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    model = onnx.load(str(src), load_external_data=False)
+    if not any(uses_external_data(t) for t in model.graph.initializer):
+        return None
+    load_external_data_for_model(model, str(src.parent))
+    if model.ByteSize() >= 2**31:
+        raise ValueError(f"{src}: {model.ByteSize() / 2**30:.1f} GiB with its external data; the export cache keeps "
+                         f"single files, which protobuf limits to 2 GiB")
+    return model.SerializeToString()
+
+
+def store(kind: str, spec: ModelSpec, weights_sha: str, src: str | Path, info: dict[str, Any] | None,
+          directory: str | Path | None = None) -> Path:
+    """Copy the exported file ``src`` into the cache (``src`` stays); return the cached path."""
+    path = entry_path(kind, spec, weights_sha, directory)
+    with _locked(path):
+        return _store(path, kind, spec, weights_sha, Path(src), info)
+
+
+def _store(path: Path, kind: str, spec: ModelSpec, weights_sha: str, src: Path, info: dict[str, Any] | None) -> Path:
+    digest = hashlib.sha256()
+
+    def copy(out) -> None:
+        with open(src, "rb") as inp:
+            while chunk := inp.read(1 << 22):
+                digest.update(chunk)
+                out.write(chunk)
+
+    inlined = _inlined(src)
+    if inlined is not None:
+        _atomic_write(path, lambda out: out.write(inlined))
+        sha = hashlib.sha256(inlined).hexdigest()
+    elif src.resolve() != path.resolve():
+        _atomic_write(path, copy)
+        sha = digest.hexdigest()
+    else:
+        sha = file_sha256(path)
+    meta = {"sha256": sha, "size": path.stat().st_size, "kind": export_kind(kind), "spec": spec.name,
+            "spec_sha256": spec.sha256, "weights_sha256": weights_sha,
+            "info": {k: v for k, v in (info or {}).items() if k != "path"}}
+    text = json.dumps(meta, indent=1, default=str) + "\n"
+    _atomic_write(_sidecar(path), lambda out: out.write(text.encode()))
+    return path
+
+
+def cached_export(kind: str, spec: ModelSpec, weights: Weights, directory: str | Path | None = None,
+                  opset: int = OPSET):
+    """(path, ExportInfo, hit): the cached export, or a fresh one made in this process (through
+    the native backend's own ``export_onnx``) and cached.
+
+    Imports the exporting framework on a miss; an export that fails raises ExportFailed."""
+    from .inspect import ExportInfo, describe
+
+    kind = export_kind(kind)
+    w_sha = weights_sha256(weights)
+    path = entry_path(kind, spec, w_sha, directory, opset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        found = _lookup(path) if _sidecar(path).exists() else None
+        if found is not None:
+            try:
+                return found.path, ExportInfo.from_json(found.info), True
+            except TypeError:  # stored by the harness with a native backend's own export facts
+                return found.path, describe(found.path, spec, weights), True
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.onnx")
+        os.close(fd)
+        try:
+            exporter = load_backend_class(kind)()
+            exporter.build(spec, weights)
+            info = ExportInfo.from_json(exporter.export_onnx(Path(tmp), opset))
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        _store(path, kind, spec, w_sha, path, info.to_json())
+        return path, info, False

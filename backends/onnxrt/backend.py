@@ -1,0 +1,243 @@
+"""ONNX Runtime backends: ``onnx-torch`` runs torch's export, ``onnx-keras`` the Keras export.
+
+Either runs any file its exporter wrote (normally the export cache's file, passed by the
+harness; without one it exports through the cache in this process). The Keras export's input
+is NHWC: inputs are transposed on the way in and outputs back to NCHW on the way out.
+
+Named layers come from a copy of the model whose graph also outputs the tensors
+``onnx.inspect.layer_tensors`` maps; the final output always comes from the file as exported.
+A tf2onnx graph may hold an intermediate tensor NCHW or NHWC (its transpose optimizer moves
+layout changes around); the tensor's shape against the spec's tells which, and a layer whose
+C == H == W cannot be told apart is listed as missing rather than guessed.
+
+Execution providers: the CPU by default. ``options["device"]`` "cuda[:N]" (or "auto" with a
+GPU present) adds CUDA, and TensorRT where its provider and libraries are installed, only when
+a CUDA device actually exists: ONNX Runtime falls back to the CPU with nothing but a log line
+when CUDA libraries are missing, so ``environment()`` records ``session.get_providers()``.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+
+from ...spec import ModelSpec
+from ..base import Backend, RunOutput, Weights
+from ..layouts import activation_to_canonical, nchw_to_nhwc, nhwc_to_nchw
+from ..onnx.inspect import OPSET, exporter_kind, layer_tensors, param_breakdown, with_layer_outputs
+
+
+def cuda_device_present() -> bool:
+    """A CUDA GPU is visible to this process (not merely a CUDA build of ONNX Runtime)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    if shutil.which("nvidia-smi"):
+        try:
+            listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return any(line.startswith("GPU ") for line in listing.splitlines())
+    return Path("/proc/driver/nvidia/gpus").is_dir() and any(Path("/proc/driver/nvidia/gpus").iterdir())
+
+
+def choose_providers(options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(provider, provider options) in priority order for ``options["device"]``."""
+    import onnxruntime as ort
+
+    device = str(options.get("device", "cpu"))
+    kind, _, index = device.partition(":")
+    cpu = [("CPUExecutionProvider", {})]
+    if kind == "cpu":
+        return cpu
+    if kind not in ("cuda", "gpu", "auto"):
+        raise ValueError(f"onnxruntime backend: device '{device}' is not one of cpu, cuda, cuda:N, auto")
+    available = ort.get_available_providers()
+    usable = "CUDAExecutionProvider" in available and cuda_device_present()
+    if not usable:
+        if kind == "auto":
+            return cpu
+        why = "this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)" \
+            if "CUDAExecutionProvider" not in available else "no CUDA GPU is visible (nvidia-smi lists none)"
+        raise ValueError(f"onnxruntime backend: device '{device}' requested, but {why}")
+    device_id = int(index or 0)
+    chosen: list[tuple[str, dict[str, Any]]] = []
+    if "TensorrtExecutionProvider" in available and ctypes.util.find_library("nvinfer"):
+        chosen.append(("TensorrtExecutionProvider", {"device_id": device_id}))
+    # TF32 off unless asked: parity is checked at float32 (DESIGN.md, "Tests turn TF32 off").
+    chosen.append(("CUDAExecutionProvider", {"device_id": device_id,
+                                             "use_tf32": int(bool(options.get("allow_tf32", False)))}))
+    return chosen + cpu
+
+
+class OnnxRuntimeBackend(Backend):
+    needs: ClassVar[tuple[tuple[str, str], ...]] = (("onnxruntime", "onnx"), ("onnx", "onnx"))
+
+    def build(self, spec: ModelSpec, weights: Weights, onnx_path: Path | None = None) -> None:
+        import onnx
+        import onnxruntime as ort
+
+        self.spec = spec
+        self.cache_hit: bool | None = None
+        if onnx_path is None:
+            from ..onnx.cache import cached_export
+
+            onnx_path, _, self.cache_hit = cached_export(self.onnx_source, spec, weights,
+                                                         self.options.get("cache_dir"),
+                                                         int(self.options.get("opset", OPSET)))
+        self.path = Path(onnx_path)
+        self.proto = onnx.load(str(self.path))
+        kind = exporter_kind(self.proto)
+        if kind != self.onnx_source:
+            raise ValueError(f"backend '{self.name}' runs {self.onnx_source} exports; {self.path} was written by "
+                             f"'{self.proto.producer_name}' (a {kind} export: use onnx-{kind})")
+        self.nhwc = kind == "keras"
+        self.tensors, self.missing = layer_tensors(self.proto, spec)
+        self.params = param_breakdown(self.proto, spec, weights)
+        self.threads = int(self.options.get("threads") or os.cpu_count() or 1)
+        self.session_options = ort.SessionOptions()
+        self.session_options.intra_op_num_threads = self.threads
+        self.session_options.inter_op_num_threads = 1
+        self.session_options.log_severity_level = 3
+        self.requested = choose_providers(self.options)
+        initializers = {i.name for i in self.proto.graph.initializer}
+        self.input_name = next(i.name for i in self.proto.graph.input if i.name not in initializers)
+        self.output_name = self.proto.graph.output[0].name
+        # Sessions are made on first use: a compare run needs only the one with layer outputs,
+        # and each session of the full model costs about a second to create.
+        self._plain_session = None
+        self._layer_session = None
+
+    @property
+    def session(self):
+        """The session of the file as exported (bench and output-only runs)."""
+        if self._plain_session is None:
+            self._plain_session = self._session(str(self.path))
+        return self._plain_session
+
+    def _session(self, model):
+        import onnxruntime as ort
+
+        return ort.InferenceSession(model, self.session_options, providers=[p for p, _ in self.requested],
+                                    provider_options=[o for _, o in self.requested])
+
+    def _input(self, x: np.ndarray) -> np.ndarray:
+        if np.ndim(x) != 4 or tuple(x.shape[1:]) != tuple(self.spec.input_shape) or x.dtype != np.float32:
+            raise ValueError(f"backend '{self.name}', spec '{self.spec.name}': input {getattr(x, 'dtype', '?')} "
+                             f"{list(np.shape(x))}, expected float32 NCHW "
+                             f"[N, {', '.join(map(str, self.spec.input_shape))}]")
+        return nchw_to_nhwc(x) if self.nhwc else np.ascontiguousarray(x)
+
+    def run(self, x: np.ndarray, layers: Sequence[str] = ()) -> RunOutput:
+        feed = {self.input_name: self._input(x)}
+        wanted = [n for n in dict.fromkeys(layers) if n in self.tensors]
+        if not wanted:
+            output = self.session.run([self.output_name], feed)[0]
+            return RunOutput(self._canonical_output(output))
+        if self._layer_session is None:
+            model = with_layer_outputs(self.proto, list(self.tensors.values()))
+            self._layer_session = self._session(model.SerializeToString())
+        names = list(dict.fromkeys([self.output_name] + [self.tensors[n] for n in wanted]))
+        values = dict(zip(names, self._layer_session.run(names, feed)))
+        output = self._canonical_output(values[self.output_name])
+        found = {}
+        for layer in wanted:
+            array = self._canonical(layer, values[self.tensors[layer]])
+            if array is not None:
+                found[layer] = array
+        return RunOutput(output, found)
+
+    def _canonical_output(self, output: np.ndarray) -> np.ndarray:
+        # The Keras model's output is NHWC whenever it is a feature map.
+        return activation_to_canonical(output) if self.nhwc else output
+
+    def _canonical(self, layer: str, array: np.ndarray) -> np.ndarray | None:
+        """The layer's tensor in NCHW; None (and a reason in ``missing``) when the layout is unclear."""
+        shape = tuple(self.spec.layer(layer).output_shape)
+        if len(shape) != 3 or not self.nhwc:
+            return array
+        c, h, w = shape
+        got = tuple(array.shape[1:])
+        if (c, h, w) == (h, w, c):
+            self.missing[layer] = f"tensor {self.tensors[layer]}: C == H == W ({c}), NCHW and NHWC look the same"
+        elif got == (c, h, w):
+            return array
+        elif got == (h, w, c):
+            return nhwc_to_nchw(array)
+        else:
+            self.missing[layer] = f"tensor {self.tensors[layer]} has shape {list(got)}, the spec's is {list(shape)}"
+        return None
+
+    def param_count(self) -> int:
+        return int(self.params["weight_params"])
+
+    def param_note(self) -> str:
+        p = self.params
+        if p["weight_params"] == p["spec_params"] and p["explained"]:
+            return (f"{p['weight_params']:,} in initializers = the spec's; plus {p['constant_params']:,} in "
+                    f"exporter constants")
+        head = (f"{p['weight_params']:,} in initializers vs the spec's {p['spec_params']:,} "
+                f"({p['difference']:+,}, {'explained' if p['explained'] else 'NOT fully explained'})")
+        return head + ": " + "; ".join(p["notes"])
+
+    @property
+    def param_explained(self) -> bool:
+        """Every difference between the file's and the spec's parameters has a known cause."""
+        return bool(self.params["explained"])
+
+    def layer_names(self) -> list[str]:
+        return list(self.tensors)
+
+    def environment(self) -> dict[str, Any]:
+        import onnx
+        import onnxruntime as ort
+
+        return {
+            "onnxruntime": ort.__version__, "onnx": onnx.__version__, "file": self.path.name,
+            "producer": f"{self.proto.producer_name} {self.proto.producer_version}".strip(),
+            "opset": max((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
+            "providers_requested": [p for p, _ in self.requested],
+            # what the session really uses (ONNX Runtime falls back to the CPU silently)
+            "providers": (self._layer_session or self.session).get_providers(),
+            "intra_op_threads": self.threads, "input_layout": "NHWC" if self.nhwc else "NCHW",
+            "export_cache_hit": self.cache_hit, "params": self.params,
+            "missing_layers": dict(self.missing),
+        }
+
+    def bench_step(self, x: np.ndarray, device: str) -> Callable[[], Any]:
+        on_cuda = "CUDAExecutionProvider" in self.session.get_providers()
+        if device.startswith("cuda") != on_cuda:
+            raise ValueError(f"backend '{self.name}': asked to bench on '{device}', its session runs on "
+                             f"{self.session.get_providers()}; build it with options device='{device}'")
+        session, staged = self.session, self._input(x)
+        if not on_cuda:
+            feed = {self.input_name: staged}
+            return lambda: session.run([self.output_name], feed)
+
+        import onnxruntime as ort
+
+        device_id = int(device.partition(":")[2] or 0)
+        binding = session.io_binding()
+        binding.bind_ortvalue_input(self.input_name, ort.OrtValue.ortvalue_from_numpy(staged, "cuda", device_id))
+        binding.bind_output(self.output_name, "cuda", device_id)
+
+        def step():
+            session.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+
+        return step
+
+
+class OnnxFromTorchBackend(OnnxRuntimeBackend):
+    name: ClassVar[str] = "onnx-torch"
+    onnx_source: ClassVar[str | None] = "torch"
+
+
+class OnnxFromKerasBackend(OnnxRuntimeBackend):
+    name: ClassVar[str] = "onnx-keras"
+    onnx_source: ClassVar[str | None] = "keras"

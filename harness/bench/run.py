@@ -1,0 +1,320 @@
+"""A bench run: plan the jobs, run each in its own worker (``bench_worker``), one at a time,
+and assemble the results document (kind "bench"). The timing method itself is ``bench.py``.
+
+Order: the device's matmul peak (its own worker), the null backend (the harness' own cost per
+repetition), then one job per backend, precision and variant, each timing every batch size.
+ONNX Runtime backends run the export cache's file, exported first (on the CPU) when missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ...backends.onnx import cache as export_cache
+from ...backends.registry import backend_target, onnx_source
+from ...spec import canonical_weights, load_spec, load_weights, save_weights, weights_sha256
+from ...spec.loader import resolve_spec_path
+from .. import environment
+from ..errors import ExitCode
+from ..results.document import new_results
+from ..workers.bench_entry import skip_reason, thread_env
+from ..workers.job import make_job
+from ..workers.runner import run_worker
+from .method import Method
+from .peak import theoretical_peak
+
+DEFAULT_SPEC = "alexnet-owt"
+DEFAULT_BACKENDS = ("torch", "keras", "onnx-torch", "onnx-keras")
+DEFAULT_BATCH_SIZES = (1, 8, 64)
+PRECISIONS = ("float32", "tf32", "float16", "bfloat16")
+BENCH_WORKER = "alexbench.harness.workers.bench_entry"
+# The matmul peak needs fewer, longer repetitions than a model row.
+PEAK_METHOD = Method(warmup=1, min_time_s=0.5, min_reps=3)
+
+Progress = Callable[[str], None]
+
+
+class BenchError(ValueError):
+    """A request this machine cannot serve (no GPU for --device cuda, ...): a usage error, exit 2."""
+
+
+@dataclass
+class BenchConfig:
+    spec: str = DEFAULT_SPEC
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+    device: str = "auto"
+    precisions: tuple[str, ...] = ("float32",)
+    compiled: str | None = None  # None, "also" (eager and compiled rows) or "only" (compiled rows)
+    method: Method = Method()
+    threads: int | None = None  # default: every core
+    seed: int = 0
+    weights: str | None = None
+    timeout_s: float = 900.0
+    cache_dir: str | None = None
+    overhead: bool = True  # time the null backend: the harness' own cost per repetition
+    peak: bool = True
+    peak_n: int | None = None  # matmul size for the peak (default: peak.MATMUL_N for the device)
+
+
+@dataclass(frozen=True)
+class Job:
+    backend: str
+    precision: str
+    variant: str | None  # None, or "compiled"
+
+    @property
+    def label(self) -> str:
+        return " ".join(filter(None, (self.backend, self.precision, self.variant)))
+
+
+def resolve_device(requested: str, gpus: list[str]) -> str:
+    """'auto' -> 'cuda' when nvidia-smi lists a GPU, else 'cpu'; 'cuda' without a GPU is an error."""
+    if requested == "auto":
+        return "cuda" if gpus else "cpu"
+    if requested.startswith("cuda") and not gpus:
+        raise BenchError(f"--device {requested}: no CUDA GPU found (nvidia-smi lists none); "
+                         f"use --device cpu, or auto to take a GPU only when there is one")
+    return requested
+
+
+def plan_jobs(cfg: BenchConfig, device: str) -> tuple[list[Job], list[dict[str, Any]]]:
+    """Jobs in run order and the combinations left out, each with its reason."""
+    jobs, skipped = [], []
+    variants = {None: (None,), "also": (None, "compiled"), "only": ("compiled",)}[cfg.compiled]
+    for name in cfg.backends:
+        for precision in cfg.precisions:
+            for variant in variants:
+                why = skip_reason(name, device, precision, variant == "compiled")
+                if why:
+                    skipped.append({"backend": name, "precision": precision, "variant": variant, "reason": why})
+                else:
+                    jobs.append(Job(name, precision, variant))
+    return jobs, skipped
+
+
+def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[str, Any]:
+    """Run the bench and return the results document (kind "bench", see results_schema.json)."""
+    if not cfg.batch_sizes or min(cfg.batch_sizes) < 1:
+        raise BenchError(f"batch sizes must be integers >= 1; received {list(cfg.batch_sizes)}")
+    unknown = [p for p in cfg.precisions if p not in PRECISIONS]
+    if unknown:
+        raise BenchError(f"unknown precision {', '.join(unknown)}; known: {', '.join(PRECISIONS)}")
+    for name in cfg.backends:
+        backend_target(name)  # an unknown name fails before anything runs (UnknownBackend)
+    spec = load_spec(cfg.spec)
+    device = resolve_device(cfg.device, environment.gpu_names())
+    if device == "cpu" and any(p != "float32" for p in cfg.precisions):
+        raise BenchError(f"--precision {','.join(cfg.precisions)}: only float32 runs on the CPU here; "
+                         f"tf32, float16 and bfloat16 need --device cuda")
+    threads = cfg.threads or os.cpu_count() or 1
+    jobs, skipped = plan_jobs(cfg, device)
+    name = _device_name(device)
+    doc = new_results("bench", spec)
+    weights = load_weights(cfg.weights, spec) if cfg.weights else canonical_weights(spec, cfg.seed)
+    w_sha = weights_sha256(weights)
+    doc["weights"] = {"source": str(cfg.weights) if cfg.weights else f"canonical, seed {cfg.seed}", "sha256": w_sha}
+    settings = {"device": device, "device_name": name, "threads": threads, "precisions": list(cfg.precisions),
+                "compiled": cfg.compiled, "batch_sizes": list(cfg.batch_sizes), "method": cfg.method.to_json(),
+                "inputs": f"seeded normal, seed {cfg.seed}, staged on the device before timing",
+                "load_average_at_start": _load_average(), "isolation": "one worker process per job, one at a time"}
+    for s in skipped:
+        progress(f"skipping {' '.join(filter(None, (s['backend'], s['precision'], s['variant'])))}: {s['reason']}")
+    rows, failures, overhead = [], [], []
+    with tempfile.TemporaryDirectory(prefix="alexbench-bench-") as tmp:
+        run_dir = Path(tmp)
+        spec_path = run_dir / "spec.yaml"
+        shutil.copyfile(resolve_spec_path(cfg.spec), spec_path)
+        weights_path = run_dir / "weights.safetensors"
+        save_weights(weights, weights_path, metadata={"spec": spec.name})
+        ctx = _RunContext(cfg, run_dir, spec, spec_path, weights_path, w_sha, device, threads, progress)
+        peak = ctx.peak() if cfg.peak else {"measured": {}, "theoretical": {}}
+        if cfg.overhead:
+            overhead = ctx.overhead(doc)
+        for index, job in enumerate(jobs, 1):
+            progress(f"[{index}/{len(jobs)}] {job.label} on {device} ({name}): starting")
+            rows += ctx.bench_job(job, doc, failures)
+    for row in rows:
+        measured = (peak["measured"].get(row["precision"]) or {}).get("gflops")
+        theory = (peak["theoretical"].get(row["precision"]) or {}).get("gflops")
+        row["device_name"] = name
+        row["peak_share"] = row["gflops"] / measured if row["gflops"] and measured else None
+        row["theoretical_share"] = row["gflops"] / theory if row["gflops"] and theory else None
+    doc["bench"] = {"rows": rows, "peak": peak, "settings": settings, "overhead": overhead,
+                    "skipped": skipped, "failures": failures}
+    failed = [b["name"] for b in doc["backends"] if b["status"] != "ok"]
+    code = ExitCode.BACKEND if failed or failures else ExitCode.OK
+    summary = f"{len(rows)} rows from {len(jobs)} jobs on {name}"
+    if failed:
+        summary += f"; failed: {', '.join(failed)}"
+    if failures:
+        summary += f"; {len(failures)} batch size(s) failed"
+    doc["verdict"] = {"exit_code": int(code), "summary": summary}
+    return doc
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        names = environment.gpu_names()
+        return names[index] if index < len(names) else "unknown GPU"
+    return environment.cpu_name()
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+class _RunContext:
+    """Everything the jobs of one run share: files, device, threads, progress."""
+
+    def __init__(self, cfg: BenchConfig, run_dir, spec, spec_path, weights_path, w_sha: str, device: str,
+                 threads: int, progress: Progress):
+        self.cfg, self.run_dir, self.spec = cfg, run_dir, spec
+        self.spec_path, self.weights_path, self.w_sha = spec_path, weights_path, w_sha
+        self.device, self.threads, self.progress = device, threads, progress
+        self.exports: dict[str, Any] = {}
+
+    def _env(self, cpu_only: bool = False) -> dict[str, str]:
+        env = thread_env(self.threads)
+        if self.device == "cpu" or cpu_only:  # every framework on the CPU, even where a GPU is visible
+            env.update({"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"})
+        return env
+
+    def _run(self, job_name: str, backend: str, bench: dict[str, Any], options: dict[str, Any] | None = None,
+             onnx_path: str | None = None, cpu_only: bool = False):
+        job_dir = make_job(self.run_dir / job_name, backend, self.spec_path, self.weights_path,
+                           self.run_dir / job_name / "bench.json", options=options, env=self._env(cpu_only),
+                           onnx_path=onnx_path)
+        (job_dir / "bench.json").write_text(json.dumps(bench, indent=1))
+        return run_worker(job_dir, self.cfg.timeout_s, on_event=self._on_event, entry_module=BENCH_WORKER)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        who = event.get("backend")
+        if event.get("event") == "stage":
+            self.progress(f"    {who}: {event.get('stage')}…")
+        elif event.get("event") == "bench" and event.get("phase") == "row":
+            self.progress(f"    {who} batch {event['batch']}: {event['images_per_s']:,.1f} images/s "
+                          f"(median {event['median_ms']:.2f} ms, p10 {event['p10_ms']:.2f}, "
+                          f"p90 {event['p90_ms']:.2f}, {event['repetitions']} reps)")
+        elif event.get("event") == "bench" and event.get("phase") == "warmup":
+            self.progress(f"    {who} batch {event['batch']}: warming up, then timing…")
+        elif event.get("event") == "bench" and event.get("phase") == "failed":
+            self.progress(f"    {who} batch {event['batch']}: FAILED {event.get('error')}")
+
+    def _settings(self, precision: str, variant: str | None, batch_sizes) -> dict[str, Any]:
+        m = self.cfg.method
+        return {"task": "model", "batch_sizes": list(batch_sizes), "device": self.device, "precision": precision,
+                "variant": variant, "threads": self.threads, "seed": self.cfg.seed,
+                "method": {"warmup": m.warmup, "min_time_s": m.min_time_s, "min_reps": m.min_reps,
+                           "max_reps": m.max_reps}}
+
+    def _options(self, precision: str) -> dict[str, Any]:
+        return {"device": self.device, "threads": self.threads, "allow_tf32": precision == "tf32"}
+
+    def peak(self) -> dict[str, Any]:
+        name = _device_name(self.device)
+        self.progress(f"measuring the matmul peak on {self.device} ({name}), {self.threads} threads…")
+        m = PEAK_METHOD
+        bench = {"task": "peak", "device": self.device, "precisions": list(self.cfg.precisions),
+                 "threads": self.threads, "n": self.cfg.peak_n,
+                 "method": {"warmup": m.warmup, "min_time_s": m.min_time_s, "min_reps": m.min_reps,
+                            "max_reps": m.max_reps}}
+        result = self._run("peak", "null", bench)
+        measured = {}
+        if result.ok:
+            for p in ((result.result or {}).get("bench") or {}).get("peaks", []):
+                measured[p["precision"]] = p
+                if p.get("gflops"):
+                    tried = ", ".join(f"{lib} {v['gflops']:,.1f}" for lib, v in p["libraries"].items())
+                    self.progress(f"    matmul {p['n']}^3 {p['precision']}: {p['gflops']:,.1f} GFLOP/s ({tried})")
+                else:
+                    self.progress(f"    matmul peak {p['precision']}: not measured ({p.get('error')})")
+        else:
+            self.progress(f"    matmul peak: not measured ({result.error})")
+        theoretical = {p: t for p in self.cfg.precisions
+                       if (t := theoretical_peak(self.device, name, p, self.threads)) is not None}
+        return {"device": self.device, "device_name": name, "measured": measured, "theoretical": theoretical}
+
+    def overhead(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        self.progress("timing the null backend (the harness' own cost per repetition)…")
+        result = self._run("null", "null", self._settings("float32", None, self.cfg.batch_sizes[:1]),
+                           options=self._options("float32"))
+        if not result.ok:
+            doc["backends"].append(_backend_entry("null", result))
+            return []
+        return [{"batch": r["batch"], "median_ms": r["median_ms"], "p10_ms": r["p10_ms"], "p90_ms": r["p90_ms"],
+                 "repetitions": r["repetitions"]} for r in result.result["bench"]["rows"]]
+
+    def _onnx_file(self, name: str, doc: dict[str, Any]) -> str | None:
+        """The export an ONNX Runtime backend runs: from the cache, or made now (in a worker of its own,
+        on the CPU) and cached."""
+        if name in self.exports:
+            return self.exports[name]
+        cached = export_cache.lookup(name, self.spec, self.w_sha, self.cfg.cache_dir)
+        if cached is not None:
+            self.progress(f"    {name}: ONNX export found in the cache ({cached.path.name})")
+            self.exports[name] = str(cached.path)
+            return self.exports[name]
+        source = onnx_source(name)
+        self.progress(f"    {name}: exporting from {source} (cached for the next run)…")
+        result = self._run(f"export-{name}", source, {"task": "export", "kind": source,
+                                                      "cache_dir": self.cfg.cache_dir}, cpu_only=True)
+        path = ((result.result or {}).get("bench") or {}).get("onnx_path")
+        if not result.ok or not path:
+            entry = _backend_entry(name, result)
+            entry["error"] = f"exporting from '{source}' failed: {entry['error']}"
+            doc["backends"].append(entry)
+            return None
+        self.exports[name] = path
+        return path
+
+    def bench_job(self, job: Job, doc: dict[str, Any], failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        onnx_path = None
+        if onnx_source(job.backend):
+            onnx_path = self._onnx_file(job.backend, doc)
+            if onnx_path is None:
+                return []
+        label = job.label.replace(" ", "-")
+        result = self._run(f"job-{label}", job.backend, self._settings(job.precision, job.variant,
+                                                                       self.cfg.batch_sizes),
+                           options=self._options(job.precision), onnx_path=onnx_path)
+        entry = _backend_entry(job.backend, result)
+        entry["precision"], entry["variant"] = job.precision, job.variant
+        doc["backends"].append(entry)
+        self.progress(f"    {job.label}: {result.status} in {result.elapsed_s:.1f} s")
+        if not result.ok:
+            self.progress(f"    {job.label}: {entry['error']}")
+            return []
+        bench = result.result["bench"]
+        for f in bench["failures"]:
+            failures.append({"backend": job.backend, "precision": job.precision, "variant": job.variant, **f})
+        return [{"backend": job.backend, "variant": job.variant, "device": self.device, "device_name": "",
+                 "precision": job.precision, "tf32": job.precision == "tf32",
+                 "threads": self.threads if self.device == "cpu" else None,
+                 **{k: r[k] for k in ("batch", "median_ms", "p10_ms", "p90_ms", "images_per_s", "gflops",
+                                      "repetitions", "execution", "timed_s", "other_cores_busy")}}
+                for r in bench["rows"]]
+
+
+def _backend_entry(name: str, result) -> dict[str, Any]:
+    """The results file's backend entry for one bench job (how its worker ended)."""
+    from ..compare.judge import error_text
+
+    r = result.result or {}
+    ok = result.status == "ok"
+    return {"name": name, "status": "ok" if ok else "unavailable" if result.status == "unavailable" else "failed",
+            "stage": None if ok else result.stage, "error": None if ok else error_text(result),
+            "stderr_tail": None if ok else (result.stderr_tail or None),
+            "param_count": r.get("param_count"), "environment": r.get("environment") or {},
+            "threads_seen": ((r.get("bench") or {}).get("threads_seen")) or {},
+            "timings_s": {**(r.get("timings_s") or {}), "total": round(result.elapsed_s, 3)}}

@@ -1,0 +1,120 @@
+"""``alexbench compare``: arguments, progress, the printed table and the exit code."""
+
+from __future__ import annotations
+
+import argparse
+
+from ...backends.registry import UnknownBackend
+from ...spec.loader import shipped_spec_names
+from ..compare.metrics import PROFILES
+from ..errors import UsageError
+from ..inputs import InputError
+from .progress import stderr_progress
+
+DESCRIPTION = """Run the float64 NumPy reference and every requested backend on the same input batch with the
+same weights, then compare output shapes and parameter counts with the spec, numbers with the reference
+(per layer, in spec order) and backends with each other. The ONNX export of every native backend is run in
+ONNX Runtime too (onnx-torch, onnx-keras) unless --no-onnx; exports are cached by content hash."""
+
+EXAMPLES = """examples:
+  alexbench compare                                   # alexnet, torch + keras + both ONNX exports, batch 4
+  alexbench compare --spec alexnet-owt --weights alexnet-owt.pth   # torchvision's pretrained weights
+  alexbench compare --spec my-net.yaml --backends torch --no-onnx --json results.json
+  alexbench compare --input cat.png --input dog.jpg --save run/    # real images; keep every array
+  alexbench compare --profile strict                  # or --atol/--rtol
+"""
+
+
+def _csv(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list such as torch,keras")
+    return items
+
+
+def _number(kind: type, minimum: float, what: str):
+    """An argparse type: ``kind`` (int or float) of at least ``minimum``, with a message that says so."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}; received {text!r}") from None
+        if not value >= minimum:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"expected {what}; received {text}")
+        return value
+    return parse
+
+
+_positive_int = _number(int, 1, "a positive integer")
+_nonnegative_float = _number(float, 0.0, "a number >= 0")
+
+
+def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
+    parser.epilog = EXAMPLES + "\n" + (parser.epilog or "")
+    parser.add_argument("--spec", default="alexnet",
+                        help="spec file or shipped name (default alexnet; shipped: " + ", ".join(shipped_spec_names())
+                        + ")")
+    parser.add_argument("--backends", type=_csv, default=["torch", "keras"],
+                        help="comma-separated backends (default torch,keras; `alexbench backends` lists them)")
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false",
+                        help="do not export to ONNX and run the exports in ONNX Runtime")
+    parser.add_argument("--weights", help="canonical safetensors, or a torchvision-style state_dict (.pth) "
+                        "(default: canonical weights drawn from --seed)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for canonical weights and inputs (default 0)")
+    parser.add_argument("--batch", type=_positive_int, default=4, help="batch size of seeded inputs (default 4)")
+    parser.add_argument("--input", dest="inputs", action="append", default=[], metavar="IMAGE",
+                        help="PNG/JPEG image (repeatable), preprocessed as the spec says; replaces seeded inputs")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="default",
+                        help="named tolerance: " + "; ".join(f"{k}: rtol {v.rtol:g}" for k, v in PROFILES.items()))
+    parser.add_argument("--atol", type=_nonnegative_float, help="absolute tolerance (overrides the profile)")
+    parser.add_argument("--rtol", type=_nonnegative_float,
+                        help="tolerance relative to max|reference| (overrides the profile)")
+    parser.add_argument("--layers", dest="layers", action="store_true", default=True,
+                        help="compare every named layer, not only the output (default)")
+    parser.add_argument("--no-layers", dest="layers", action="store_false", help="compare the final output only")
+    parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/1) here")
+    parser.add_argument("--save", metavar="DIR", help="keep spec, weights, inputs and every output as .npy in DIR")
+    parser.add_argument("--report", metavar="DIR", help="also write report.md and report.html into DIR")
+    parser.add_argument("--timeout", type=_nonnegative_float, default=600.0,
+                        help="seconds each backend's worker may take (default 600)")
+    parser.add_argument("--cache-dir", help="ONNX export cache (default $ALEXBENCH_CACHE_DIR or "
+                        "~/.cache/alexbench/onnx)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print only the verdict line")
+
+
+def run(command: str, args: argparse.Namespace) -> int:
+    from ..compare.run import CompareConfig, run_compare
+    from ..compare.table import render_compare
+    from ..results.document import write_results
+
+    cfg = CompareConfig(spec=args.spec, backends=args.backends, onnx=args.onnx, weights=args.weights,
+                        seed=args.seed, batch=args.batch, inputs=args.inputs, profile=args.profile,
+                        atol=args.atol, rtol=args.rtol, layers=args.layers, timeout_s=args.timeout,
+                        save_dir=args.save, cache_dir=args.cache_dir)
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0; received {args.seed}")
+    if args.report:  # fail before a long run, not after it
+        from ..report.diagram import check_graphviz
+
+        check_graphviz()
+
+    progress = stderr_progress(args.quiet)
+
+    try:
+        doc = run_compare(cfg, progress)
+    except (UnknownBackend, InputError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        write_results(doc, args.json)
+        progress(f"results written to {args.json}")
+    if args.report:
+        from .report import write_report_for_results
+
+        write_report_for_results(doc, args.report, progress=progress)
+        progress(f"report written to {args.report}")
+    if args.quiet:
+        print(doc["verdict"]["summary"])
+    else:
+        print(render_compare(doc))
+    return doc["verdict"]["exit_code"]

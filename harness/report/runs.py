@@ -1,0 +1,224 @@
+"""The report sections made from results files: parity (compare), throughput (bench) and the
+environment they ran in. Blocks only; see report_content for the rest of the report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...spec import ModelSpec
+from .blocks import Block, Cell, Figure, Section, Table
+from .charts import PALETTE, Point, Series, line_chart
+from .markup import fmt_int, fmt_num, fmt_sci
+from .model import DeviceBench, Results, Run
+
+STATUS_CELL = {"ok": "ok", "mismatch": "bad", "failed": "bad", "unavailable": "warn"}
+
+
+# ---- parity ------------------------------------------------------------------------------------
+
+def parity_section(spec: ModelSpec, results: Results) -> Section:
+    runs = results.compare_runs
+    setup = []
+    for run in runs:
+        d = run.doc
+        tol = d.get("tolerance") or {}
+        inputs = d.get("inputs") or {}
+        setup.append([run.label, run.path,
+                      f"{inputs.get('source', '?')}, batch {inputs.get('batch', '?')}" if inputs else "",
+                      (d.get("weights") or {}).get("source", ""),
+                      f"{tol.get('profile', '?')}: atol {tol.get('atol', 0):g}, rtol {tol.get('rtol', 0):g}, "
+                      f"rel_l2 {tol.get('rel_l2', 0):g}" if tol else ""])
+    blocks: list[Block] = [
+        Table("parity-runs", ["run", "results file", "inputs", "weights", "tolerance"], setup, caption="Runs"),
+        Table("parity", ["backend", *(run.label for run in runs)],
+              [[name, *(_parity_cell(_backend(run, name)) for run in runs)] for name in results.backend_names()],
+              caption="Each backend against the float64 reference, with the first layer outside tolerance"),
+    ]
+    charted = list(dict.fromkeys(b["name"] for run in runs for b in run.doc["backends"] if b.get("layers")))
+    for i, run in enumerate(runs, start=1):
+        pair = run.doc.get("pairwise")
+        if pair and pair.get("names"):
+            names = pair["names"]
+            rows = [[a, *(Cell(fmt_sci(v), num=True) for v in row)] for a, row in zip(names, pair["max_abs"])]
+            blocks.append(Table("pairwise", ["max |a − b|", *names], rows,
+                                caption=f"Pairwise max abs difference of the outputs · {run.label}"))
+        chart = _error_chart(spec, run, charted)
+        if chart is not None:
+            blocks.append(Figure("chart chart-errors", chart, f"chart-errors-{i}.svg",
+                                 f"Per-layer max abs error against the float64 reference, log scale · {run.label}"))
+    return Section("parity", "Parity", blocks)
+
+
+def _backend(run: Run, name: str) -> dict[str, Any] | None:
+    return next((b for b in run.doc["backends"] if b["name"] == name), None)
+
+
+def _parity_cell(b: dict[str, Any] | None) -> Cell:
+    if b is None:
+        return Cell("not run")
+    status = b["status"]
+    if status in ("failed", "unavailable"):
+        where = f"{b['stage']}: " if b.get("stage") else ""
+        return Cell(status, STATUS_CELL[status], note=f"{where}{b.get('error') or ''}".strip())
+    m = b.get("metrics")
+    if not m:
+        return Cell(status if b["name"] != "reference" else "reference (float64)", "ok" if status == "ok" else "bad")
+    notes = []
+    first = b.get("first_divergent_layer")
+    if first:
+        notes.append(f"first divergent layer: {first['name']} (max_abs {fmt_sci(first['max_abs'])}, "
+                     f"would pass at atol {fmt_sci(first['min_atol'])})")
+    elif b.get("layers"):
+        notes.append(f"all {len(b['layers'])} layers within tolerance")
+    if b.get("shape_ok") is False:
+        notes.append(f"output shape {b.get('output_shape')} differs from the spec")
+    if b.get("param_count_ok") is False:
+        notes.append(f"{fmt_int(b.get('param_count'))} parameters, not the spec's")
+    if m.get("top1") is not None:
+        notes.append(f"top-1 agreement {m['top1']:.0%}")
+    return Cell(f"{status} · max_abs {fmt_sci(m.get('max_abs'))} · rel_l2 {fmt_sci(m.get('rel_l2'))}",
+                STATUS_CELL.get(status, ""), note="; ".join(notes))
+
+
+def _error_chart(spec: ModelSpec, run: Run, everyone: list[str]) -> str | None:
+    backends = [b for b in run.doc["backends"] if b.get("layers")]
+    if not backends:
+        return None
+    seen = {row["name"] for b in backends for row in b["layers"]}
+    categories = [layer.name for layer in spec.layers if layer.name in seen]
+    series = []
+    for b in backends:
+        by_name = {row["name"]: row for row in b["layers"]}
+        first = (b.get("first_divergent_layer") or {}).get("name")
+        points = []
+        for x, name in enumerate(categories):
+            row = by_name.get(name)
+            if row is None:
+                points.append(Point(x, None))
+                continue
+            note = (f"{name}: max_abs {fmt_sci(row['max_abs'])}, rel_l2 {fmt_sci(row['rel_l2'])}, passes at atol "
+                    f"{fmt_sci(row['min_atol'])}" + (" — first divergent layer" if name == first else ""))
+            points.append(Point(x, row["max_abs"], note, bad=not row["ok"]))
+        series.append(Series(b["name"], points))
+    return line_chart(f"Per-layer error · {run.label}", categories, series, log_y=True, css_class="chart chart-errors",
+                      y_label="max |x − reference|", x_label="layer (red ring: outside tolerance)",
+                      colors=_colors([s.name for s in series], everyone))
+
+
+def _colors(names: list[str], everyone: list[str]) -> list[str]:
+    """The same colour for the same series name in every chart of the report."""
+    return [PALETTE[everyone.index(n) % len(PALETTE)] for n in names]
+
+
+# ---- throughput --------------------------------------------------------------------------------
+
+def throughput_section(results: Results) -> Section:
+    devices = results.devices()
+    blocks: list[Block] = []
+    keys: dict[tuple[str, int], dict[str, dict]] = {}
+    everyone = list(dict.fromkeys(name for d in devices for name in d.series()))
+    for i, device in enumerate(devices, start=1):
+        blocks.append(Figure("chart chart-throughput", _throughput_chart(device, everyone),
+                             f"chart-throughput-{i}.svg",
+                             f"Images per second against batch size · {device.label} (whiskers: p10–p90)"))
+        for name, rows in device.series().items():
+            for r in rows:
+                keys.setdefault((name, r["batch"]), {})[device.label] = r
+    rows = [[name, Cell(str(batch), num=True),
+             *(_bench_cell(by_device.get(d.label)) for d in devices)]
+            for (name, batch), by_device in sorted(keys.items(), key=lambda kv: (everyone.index(kv[0][0]), kv[0][1]))]
+    blocks.append(Table("throughput", ["backend", "batch", *(d.label for d in devices)], rows,
+                        caption="Images per second (median latency; GFLOP/s and share of the measured matmul peak)"))
+    blocks.append(_bench_runs(results.bench_runs))
+    return Section("throughput", "Throughput", blocks)
+
+
+def _bench_runs(runs: list[Run]) -> Table:
+    rows = []
+    for run in runs:
+        bench = run.doc.get("bench") or {}
+        settings, peak = bench.get("settings") or {}, bench.get("peak") or {}
+        peaks = [f"{prec} {fmt_num(v.get('gflops'))} GFLOP/s" for prec, v in (peak.get("measured") or {}).items()
+                 if isinstance(v, dict)]
+        theory = [f"{prec} {fmt_num(v.get('gflops'))} GFLOP/s" for prec, v in (peak.get("theoretical") or {}).items()
+                  if isinstance(v, dict)]
+        overhead = "; ".join(f"{fmt_num(o.get('median_ms'))} ms at batch {o.get('batch')}"
+                             for o in bench.get("overhead") or [] if isinstance(o, dict))
+        missing = [f"{f.get('backend')} {f.get('precision')} batch {f.get('batch', '?')}: {f.get('error', 'failed')}"
+                   for f in bench.get("failures") or [] if isinstance(f, dict)]
+        missing += [f"{b['name']}: {b['status']}" + (f" ({b['error']})" if b.get("error") else "")
+                    for b in run.doc["backends"] if b["status"] != "ok"]
+        missing += [f"{k.get('backend')} {k.get('precision')}: skipped ({k.get('reason')})"
+                    for k in bench.get("skipped") or [] if isinstance(k, dict)]
+        rows.append([run.label, run.path, f"{settings.get('device', '?')} · {settings.get('threads', '?')} threads",
+                     "; ".join(peaks) or "–", "; ".join(theory) or "–", overhead or "–",
+                     Cell("; ".join(missing) or "none", "bad" if missing else "")])
+    return Table("bench-runs", ["run", "results file", "device", "matmul peak (measured)", "theoretical peak",
+                                "harness overhead", "not measured"], rows, caption="Bench runs")
+
+
+def _bench_cell(r: dict[str, Any] | None) -> Cell:
+    if r is None:
+        return Cell("")
+    extra = [f"{fmt_num(r['median_ms'])} ms"]
+    if r.get("gflops") is not None:
+        extra.append(f"{fmt_num(r['gflops'])} GFLOP/s")
+    if r.get("peak_share") is not None:
+        extra.append(f"{r['peak_share']:.0%} of measured peak")
+    if r.get("theoretical_share") is not None:  # not in schema 1's required fields; shown when present
+        extra.append(f"{r['theoretical_share']:.0%} of theoretical")
+    return Cell(f"{r['images_per_s']:,.0f}", num=True, note=" · ".join(extra))
+
+
+def _throughput_chart(device: DeviceBench, everyone: list[str]) -> str:
+    series_rows = device.series()
+    batches = sorted({r["batch"] for r in device.rows})
+    series = []
+    for name, rows in series_rows.items():
+        points = []
+        for r in rows:
+            b = r["batch"]
+            low = b * 1000 / r["p90_ms"] if r["p90_ms"] else None
+            high = b * 1000 / r["p10_ms"] if r["p10_ms"] else None
+            points.append(Point(batches.index(b), r["images_per_s"], low=low, high=high,
+                                note=f"batch {b}: {r['images_per_s']:,.0f} images/s (median {fmt_num(r['median_ms'])} "
+                                     f"ms, p10 {fmt_num(r['p10_ms'])}, p90 {fmt_num(r['p90_ms'])})"))
+        series.append(Series(name, points))
+    return line_chart(f"Throughput · {device.label}", [str(b) for b in batches], series, log_y=False,
+                      css_class="chart chart-throughput", y_label="images / s", x_label="batch size",
+                      colors=_colors([s.name for s in series], everyone))
+
+
+# ---- environment -------------------------------------------------------------------------------
+
+ENV_FIELDS = ("python", "platform", "machine", "cpu", "cpu_count", "gpus")
+
+
+def environment_section(results: Results) -> Section:
+    machines = list(results.machines)
+    envs = [results.machines[m] for m in machines]
+    rows: list[list[Cell | str]] = []
+    for key in ENV_FIELDS:
+        rows.append([key, *(_env_value(env.get(key)) for env in envs)])
+    packages = sorted({p for env in envs for p in (env.get("packages") or {})})
+    for p in packages:
+        rows.append([p, *((env.get("packages") or {}).get(p, "–") for env in envs)])
+    blocks: list[Block] = [Table("environment", ["", *machines], rows, caption="Machines and package versions")]
+    backend_rows = []
+    for run in results.compare_runs:
+        for b in run.doc["backends"]:
+            env = b.get("environment") or {}
+            if env:
+                backend_rows.append([b["name"], run.label, ", ".join(f"{k} {_env_value(v)}" for k, v in env.items())])
+    if backend_rows:
+        blocks.append(Table("backend-environment", ["backend", "run", "as run"], backend_rows,
+                            caption="What each backend reported about itself"))
+    return Section("environment", "Environment", blocks)
+
+
+def _env_value(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
+    return str(value)

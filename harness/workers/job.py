@@ -1,0 +1,35 @@
+"""A worker's job directory: job.json says which backend runs what (see ``entry.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def make_job(job_dir: str | Path, backend: str, spec_path: str | Path, weights_path: str | Path,
+             input_path: str | Path, layers: Sequence[str] | str = (), onnx_path: str | Path | None = None,
+             export_onnx: str | Path | None = None, options: dict[str, Any] | None = None,
+             env: dict[str, str] | None = None) -> Path:
+    """Create ``job_dir`` (parents included) with its job.json; return it.
+
+    ``layers``: names, ``"all"``, or none. ``onnx_path``: the file an ONNX Runtime backend runs;
+    ``export_onnx``: where a native backend writes its export; ``env``: extra environment."""
+    job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    job = {
+        "backend": backend,
+        "spec": str(Path(spec_path).resolve()),
+        "weights": str(Path(weights_path).resolve()),
+        "input": str(Path(input_path).resolve()),
+        "layers": layers if layers == "all" else list(layers),
+        "onnx_path": None if onnx_path is None else str(Path(onnx_path).resolve()),
+        "export_onnx": None if export_onnx is None else str(Path(export_onnx).resolve()),
+        "options": dict(options or {}),
+        "env": dict(env or {}),
+    }
+    tmp = job_dir / ".job.json.tmp"
+    tmp.write_text(json.dumps(job, indent=1))
+    os.replace(tmp, job_dir / "job.json")
+    return job_dir

@@ -1,0 +1,100 @@
+"""``alexbench bench`` end to end on the CPU, with real workers and real frameworks, on a tiny
+spec (ops-conv-groups: 0.2 M MACs). No assertion is about speed: only about what was measured,
+how it was summarised, and what was written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alexbench.harness import environment
+from alexbench.harness.bench.method import Method
+from alexbench.harness.bench.run import BenchConfig, run_bench
+from alexbench.harness.cli.main import main
+from alexbench.harness.results.document import read_results, write_results
+
+TINY = str(Path(__file__).resolve().parents[2] / "specs" / "ops-conv-groups.yaml")
+
+
+def _check_row_arithmetic(row: dict, macs: int) -> None:
+    assert row["p10_ms"] <= row["median_ms"] <= row["p90_ms"]
+    assert row["images_per_s"] == pytest.approx(row["batch"] * 1e3 / row["median_ms"])
+    assert row["gflops"] == pytest.approx(2 * macs * row["batch"] * 1e3 / row["median_ms"] / 1e9)
+
+
+def test_null_backend_rows_respect_min_reps_and_validate(tmp_path):
+    cfg = BenchConfig(spec=TINY, backends=("null",), batch_sizes=(1, 3), overhead=True, peak_n=128,
+                      method=Method(warmup=2, min_time_s=0.0, min_reps=7))
+    doc = run_bench(cfg)
+    rows = doc["bench"]["rows"]
+    assert [(r["backend"], r["batch"], r["repetitions"]) for r in rows] == [("null", 1, 7), ("null", 3, 7)]
+    assert all(r["gflops"] is None and r["peak_share"] is None for r in rows)  # no work, no FLOPs
+    assert all(r["p10_ms"] <= r["median_ms"] <= r["p90_ms"] for r in rows)
+    assert [o["repetitions"] for o in doc["bench"]["overhead"]] == [7]
+    peak = doc["bench"]["peak"]["measured"]["float32"]
+    assert peak["n"] == 128 and peak["gflops"] == max(v["gflops"] for v in peak["libraries"].values())
+    assert {lib.split()[0] for lib in peak["libraries"]} == {"torch", "numpy", "onnxruntime"}  # the best one counts
+    assert all(v["repetitions"] >= 3 for v in peak["libraries"].values())
+    assert doc["verdict"]["exit_code"] == 0
+    write_results(doc, tmp_path / "null.json")  # validates against the schema first
+    assert read_results(tmp_path / "null.json")["kind"] == "bench"
+
+
+def test_min_time_keeps_a_real_backend_timing_past_min_reps():
+    cfg = BenchConfig(spec=TINY, backends=("torch",), batch_sizes=(1,), overhead=False, peak=False,
+                      method=Method(warmup=1, min_time_s=0.3, min_reps=2))
+    (row,) = run_bench(cfg)["bench"]["rows"]
+    assert row["timed_s"] >= 0.3 and row["repetitions"] > 2
+
+
+def test_cli_bench_torch_and_onnx_torch_tiny_spec(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--spec", TINY, "--backends", "torch,onnx-torch", "--batch-sizes", "2,1",
+                 "--min-time", "0.05", "--min-reps", "3", "--warmup", "1", "--threads", "2", "--peak-size", "256",
+                 "--json", str(out), "--cache-dir", str(tmp_path / "cache")])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err[-3000:]
+    doc = read_results(out)
+    rows = doc["bench"]["rows"]
+    assert sorted((r["backend"], r["batch"]) for r in rows) == [("onnx-torch", 1), ("onnx-torch", 2),
+                                                                ("torch", 1), ("torch", 2)]
+    macs = doc["spec"]["macs"]
+    measured = doc["bench"]["peak"]["measured"]["float32"]["gflops"]
+    for r in rows:
+        _check_row_arithmetic(r, macs)
+        assert r["peak_share"] == pytest.approx(r["gflops"] / measured)
+        assert r["device"] == "cpu" and r["device_name"] == environment.cpu_name() and r["precision"] == "float32"
+        assert r["threads"] == 2 and r["repetitions"] >= 3
+    by_name = {b["name"]: b for b in doc["backends"]}
+    assert by_name["torch"]["threads_seen"]["torch"] == 2  # the thread count each runtime really uses
+    assert by_name["onnx-torch"]["environment"]["intra_op_threads"] == 2
+    assert by_name["onnx-torch"]["environment"]["providers"] == ["CPUExecutionProvider"]
+    assert "images/s" in printed.out and "onnx-torch" in printed.out  # the table
+    assert "torch batch 2:" in printed.err  # progress on stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-sizes", "0"], "batch size expected a positive integer; received 0"),
+    (["--batch-sizes", "1,x"], "batch size expected a positive integer; received 'x'"),
+    (["--device", "tpu"], "expected auto, cpu, cuda or cuda:N"),
+    (["--compile", "sometimes"], "invalid choice"),
+])
+def test_bad_arguments_exit_2_with_one_clear_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "cuda"], "--device cuda: no CUDA GPU found"),
+    (["--device", "cpu", "--precision", "float16"], "only float32 runs on the CPU"),
+    (["--precision", "float8"], "unknown precision float8"),
+    (["--backends", "torhc"], "unknown backend 'torhc' (did you mean 'torch'?)"),
+])
+def test_requests_this_machine_cannot_serve_exit_2_before_anything_runs(args, message, capsys, monkeypatch):
+    monkeypatch.setattr(environment, "gpu_names", lambda: [])  # the same answer on a GPU machine
+    assert main(["bench", "--spec", TINY, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "measuring" not in err  # refused before the first worker started
