@@ -52,7 +52,23 @@ class Backend:
     onnx_exporter: ClassVar[str | None] = None
     onnx_export_packages: ClassVar[tuple[str, ...]] = ()
     onnx_source: ClassVar[str | None] = None
+    # Ops this backend cannot compute, each with the reason a user is shown (status
+    # "unsupported", never a crash). Every other op of spec/ops.py must be in ``lowering()``.
+    unsupported_ops: ClassVar[dict[str, str]] = {}
     options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def lowering(cls) -> dict[str, Any]:
+        """The backend's lowering table: one entry per op it computes (imports its framework)."""
+        raise NotImplementedError
+
+    @classmethod
+    def unsupported_reason(cls, spec: ModelSpec) -> str | None:
+        """Why this backend cannot run ``spec`` (the first unsupported op), or None."""
+        for layer in spec.layers:
+            if layer.op in cls.unsupported_ops:
+                return f"layer '{layer.name}': op '{layer.op}' is not supported: {cls.unsupported_ops[layer.op]}"
+        return None
 
     def build(self, spec: ModelSpec, weights: Weights, onnx_path: Path | None = None) -> None:
         raise NotImplementedError

@@ -49,6 +49,16 @@ class KerasBackend(Backend):
     onnx_exporter: ClassVar[str | None] = "tf2onnx from_function stateless_call v1"
     onnx_export_packages: ClassVar[tuple[str, ...]] = ("tensorflow", "keras", "tf2onnx", "onnx")
 
+
+    @classmethod
+    def lowering(cls) -> dict[str, Any]:
+        """The same table on every Keras backend (keras ops only); imports keras if not yet."""
+        if "keras" not in sys.modules:
+            import_keras(cls.env["KERAS_BACKEND"])
+        from .lowering import LOWERING
+
+        return LOWERING
+
     def build(self, spec: ModelSpec, weights: Weights, onnx_path: Path | None = None) -> None:
         self.keras = import_keras(self.env["KERAS_BACKEND"])
         if not self.options.get("allow_tf32", False):

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ...spec import ModelSpec
-from ..base import Weights
-from ..onnx.inspect import OPSET, ExportFailed, ExportInfo, describe, export_failed, save_model
+from ..base import OPSET, Weights
+from ..onnx.inspect import ExportFailed, ExportInfo, describe, export_failed, save_model
 
 KERAS_ROUTES = ("stateless", "from_keras")
 

@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ...spec import ModelSpec, weights_sha256
-from ..base import Weights
+from ..base import OPSET, Weights
 from ..registry import available_backends, load_backend_class
-from .inspect import OPSET
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 
 from ...spec import ModelSpec
-from ..base import Backend, RunOutput, Weights
+from ..base import OPSET, Backend, RunOutput, Weights
 from ..layouts import activation_to_canonical, nchw_to_nhwc, nhwc_to_nchw
-from ..onnx.inspect import OPSET, exporter_kind, layer_tensors, param_breakdown, with_layer_outputs
+from ..onnx.inspect import exporter_kind, layer_tensors, param_breakdown, with_layer_outputs
 
 
 def cuda_device_present() -> bool:
@@ -77,6 +77,14 @@ def choose_providers(options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
 
 class OnnxRuntimeBackend(Backend):
     needs: ClassVar[tuple[tuple[str, str], ...]] = (("onnxruntime", "onnx"), ("onnx", "onnx"))
+
+
+    @classmethod
+    def lowering(cls) -> dict[str, Any]:
+        """ONNX Runtime runs whatever the source backend lowered and exported."""
+        from ..registry import load_backend_class
+
+        return load_backend_class(cls.onnx_source).lowering()
 
     def build(self, spec: ModelSpec, weights: Weights, onnx_path: Path | None = None) -> None:
         import onnx

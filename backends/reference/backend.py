@@ -194,6 +194,11 @@ class ReferenceBackend(Backend):
     name = "reference"
     needs = ()
 
+
+    @classmethod
+    def lowering(cls) -> dict[str, Any]:
+        return LOWERING
+
     def build(self, spec: ModelSpec, weights: Weights, onnx_path: Path | None = None) -> None:
         _check_weights(spec, weights)
         self.spec, self.weights = spec, weights

@@ -22,6 +22,13 @@ class TorchBackend(Backend):
     onnx_exporter = "torch.onnx.export dynamo v1"
     onnx_export_packages = ("torch", "onnxscript", "onnx")
 
+
+    @classmethod
+    def lowering(cls) -> dict[str, Any]:
+        from .lowering import LOWERING
+
+        return LOWERING
+
     def build(self, spec: ModelSpec, weights: Weights, onnx_path: Path | None = None) -> None:
         import torch
 

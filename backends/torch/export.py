@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Iterator
 
 from ...spec import ModelSpec
-from ..base import Weights
-from ..onnx.inspect import OPSET, ExportFailed, ExportInfo, describe, export_failed
+from ..base import OPSET, Weights
+from ..onnx.inspect import ExportFailed, ExportInfo, describe, export_failed
 
 
 def onnx_from_torch(spec: ModelSpec, weights: Weights, path: str | Path, opset: int = OPSET) -> ExportInfo:

@@ -28,8 +28,7 @@ from typing import IO, Any, Iterator
 
 import numpy as np
 
-from ...backends.base import BackendUnavailable, RunOutput
-from ...backends.onnx.inspect import OPSET
+from ...backends.base import OPSET, BackendUnavailable, RunOutput
 
 
 class StageFailed(Exception):
