@@ -1,7 +1,7 @@
 # The two commands of the README's quick start. Both create the environment first.
 VENV ?= .venv
 
-.PHONY: setup compare test lint
+.PHONY: setup compare test test-fast lint
 
 setup:
 	VENV=$(VENV) scripts/setup.sh
@@ -14,6 +14,11 @@ compare: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
+
+# The inner loop: everything but the tests marked slow (full-size AlexNet runs).
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -m "not slow"
 
 lint:
 	$(VENV)/bin/ruff check .

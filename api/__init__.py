@@ -1,11 +1,37 @@
 """alexbench: does a network compiled into two frameworks compute the same function?
 
-Importing this package is cheap: no deep-learning framework is imported until a backend
-worker needs one. The public entry points live in the subpackages:
+The public API (docs/api.md)::
 
-- ``alexbench.spec``: load and validate a YAML spec, shapes/params/MACs, canonical weights.
-- ``alexbench.backends``: the reference (float64 NumPy), torch, keras and ONNX Runtime backends.
-- ``alexbench.harness``: compare, bench, report and the command line.
+    import alexbench
+    result = alexbench.compare(spec="alexnet", backends=["torch", "keras"])
+    result.ok, result.exit_code, result.verdict.summary, result.backends, result.to_json()
+    alexbench.bench(...)   # -> BenchResult
+    alexbench.report(spec, out_dir, results=[result])   # -> paths written
+    alexbench.load_spec(name_or_path), alexbench.canonical_weights(spec, seed)
+
+Bad arguments raise ``alexbench.UsageError``. Importing this package is cheap: no deep-learning
+framework (nor numpy) is imported until a function needs it; backends run in worker processes.
+The subpackages: ``alexbench.spec`` (the spec language), ``alexbench.backends``,
+``alexbench.harness`` (compare, bench, report, the command line).
 """
 
-__version__ = "0.1.0"
+from .harness.errors import ExitCode, UsageError
+from .public import BenchResult, CompareResult, bench, compare, report
+from .version import __version__
+
+__all__ = ["BenchResult", "CompareResult", "ExitCode", "UsageError", "__version__", "bench", "canonical_weights",
+           "compare", "load_spec", "report"]
+
+_FROM_SPEC = ("load_spec", "canonical_weights")  # the spec package imports numpy: loaded on first use
+
+
+def __getattr__(name: str):
+    if name in _FROM_SPEC:
+        from . import spec
+
+        return getattr(spec, name)
+    raise AttributeError(f"module 'alexbench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FROM_SPEC))

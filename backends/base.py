@@ -86,10 +86,6 @@ class Backend:
         with an ``onnx_exporter`` only."""
         raise ExportUnsupported(f"backend '{self.name}' has no ONNX export")
 
-    def bench_step(self, x: np.ndarray, device: str) -> Callable[[], Any]:
-        """Stage x on the device and return a callable that runs one inference and waits for it."""
-        raise NotImplementedError
-
     def layer_names(self) -> list[str]:
         """The spec layers whose outputs this backend can return (default: all of them)."""
         raise NotImplementedError
@@ -107,3 +103,43 @@ class Backend:
             if importlib.util.find_spec(module) is None:
                 raise BackendUnavailable(f"backend '{registered_name or cls.name}' needs {module}: "
                                          f"pip install 'alexbench[{extra}]'")
+
+    # --- bench hooks ------------------------------------------------------------------------
+    # The bench worker (harness/workers/bench_entry.py) names no framework: whatever a precision,
+    # a compiled variant or a thread count means to a framework is done here, by the backend.
+    # Order in a bench worker: before_build, build, prepare_bench, then bench_step per batch size.
+
+    # Precisions the bench may run (besides float32, on CUDA only); the others are skipped.
+    bench_precisions: ClassVar[tuple[str, ...]] = ("float32",)
+    # What the compiled variant is ("torch.compile"), or None when there is none; then
+    # ``no_compiled_reason`` is the skip reason the results carry.
+    compiled_variant: ClassVar[str | None] = None
+    no_compiled_reason: ClassVar[str] = "no compiled variant known for this backend"
+    # A backend that computes nothing (the harness' overhead row): its rows count no MACs.
+    computes_nothing: ClassVar[bool] = False
+
+    def before_build(self, precision: str, threads: int) -> None:
+        """What must be set before the model exists (a dtype policy, a runtime's thread pools)."""
+
+    def prepare_bench(self, precision: str, compiled: bool, device: str, threads: int) -> str:
+        """After build: apply the precision's switches (TF32), the compiled variant and thread
+        pinning; return how the model executes (a bench row's "execution", e.g. "eager")."""
+        return "as built"
+
+    def bench_step(self, x: np.ndarray, device: str, precision: str = "float32") -> Callable[[], Any]:
+        """Stage x on the device and return a callable that runs one inference and waits for it.
+        ``precision`` is one of ``bench_precisions``: a backend whose half precision is not already
+        set by ``before_build`` casts model and input here (before timing)."""
+        raise NotImplementedError
+
+    def threads_seen(self) -> dict[str, Any]:
+        """The intra-op pool sizes the backend's framework reports, keyed by framework."""
+        return {}
+
+    @classmethod
+    def matmul_peak_step(cls, device: str, precision: str, threads: int, n: int) -> tuple[Callable[[], Any], str]:
+        """(a step computing one n x n x n matrix product on random data and waiting for it, "library
+        version"), for the device's measured peak; the fastest library on offer counts. Raises
+        NotImplementedError where the backend offers none for this device and precision, ImportError
+        where its framework is not installed."""
+        raise NotImplementedError

@@ -42,5 +42,13 @@ class NullBackend(Backend):
     def environment(self) -> dict[str, Any]:
         return {"framework": None}
 
-    def bench_step(self, x: np.ndarray, device: str) -> Callable[[], Any]:
+    # --- bench hooks (see Backend): every precision, as nothing is computed ---
+    bench_precisions = ("float32", "tf32", "float16", "bfloat16")
+    no_compiled_reason = "nothing to compile"
+    computes_nothing = True
+
+    def prepare_bench(self, precision: str, compiled: bool, device: str, threads: int) -> str:
+        return "no-op"
+
+    def bench_step(self, x: np.ndarray, device: str, precision: str = "float32") -> Callable[[], Any]:
         return lambda: None

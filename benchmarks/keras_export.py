@@ -1,6 +1,6 @@
 """Keras -> ONNX export time, before and after: Keras' own ``model.export(format="onnx")`` and
 tf2onnx's ``from_keras`` against the route alexbench uses (tf2onnx ``from_function`` on the
-model's ``stateless_call``, weights attached as initializers afterwards; backends/onnx_export.py).
+model's ``stateless_call``, weights attached as initializers afterwards; backends/keras/export.py).
 
     python benchmarks/keras_export.py                 # alexnet, 3 runs per route, prints the table
     python benchmarks/keras_export.py --write-docs    # and rewrites its section of docs/benchmarks.md
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Keras → ONNX export time"
-BEFORE = "keras_export"  # what backend_keras.export_onnx did before this route
+BEFORE = "keras_export"  # what the Keras backend's export_onnx did before this route
 # route -> (keras_route, extra environment, description)
 ROUTES = {
     "keras_export": ("keras_export", {}, "Keras `model.export(format=\"onnx\")` (before)"),
@@ -41,9 +41,9 @@ ROUTES = {
 
 def one_run(route: str, spec_name: str, verify: bool) -> dict:
     """In a fresh interpreter: build, export, check (and verify); return the timings."""
-    from alexbench.backends.keras.backend import import_keras
     from alexbench.backends.keras.export import export_keras_model
     from alexbench.backends.keras.lowering import keras_model_from_spec
+    from alexbench.backends.keras.runtime import import_keras
     from alexbench.backends.onnx.inspect import describe
     from alexbench.spec import canonical_weights, load_spec
 
@@ -134,7 +134,7 @@ def render(spec: str, runs: dict[str, list[dict]]) -> str:
                      f"{'yes' if agree.get('ok') else 'NO'} ({agree.get('rel_l2', float('nan')):.1e}) |")
     lines += [
         "", f"**Export {before / after:.0f}x faster** ({before:.1f} s → {after:.1f} s) than Keras' own export, "
-        "which `backend_keras` used before.", "",
+        "which the Keras backend used before.", "",
         "Why: Keras' export and `from_keras` both hand tf2onnx a function that captures the weights. tf2onnx "
         "freezes them into the TensorFlow graph, runs Grappler on it, and its `optimize_graph` deep-copies the "
         "whole ONNX graph, weights included, before each of its ~12 optimizer passes and re-serialises every "
@@ -145,7 +145,7 @@ def render(spec: str, runs: dict[str, list[dict]]) -> str:
         "so tf2onnx converts and optimises a graph without weights; the variables' values are then attached as "
         "initializers named by their Keras path. The kernel transposes, group slices and BatchNorm scale/shift "
         "stay as nodes on those initializers, which ONNX Runtime folds when it loads the file; the export is "
-        "cached by content hash (`backends/export_cache.py`), so a second run does not export at all.", "",
+        "cached by content hash (`backends/onnx/cache.py`), so a second run does not export at all.", "",
     ]
     return "\n".join(lines)
 

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from importlib import metadata
 
-from .. import __version__
+from ..version import __version__
 
 PACKAGES = ("numpy", "torch", "tensorflow", "keras", "jax", "jaxlib", "onnx", "onnxruntime", "onnxruntime-gpu",
             "onnxscript", "tf2onnx", "protobuf", "safetensors", "pyyaml")

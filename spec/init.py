@@ -11,6 +11,7 @@ from typing import Any
 
 from .fields import FieldProblem, any_number, positive_number, show
 from .model import InitDist
+from .ops import OPS
 
 # name -> (required args, optional args with defaults, description)
 INIT_DISTS: dict[str, tuple[tuple[str, ...], dict[str, float], str]] = {
@@ -26,12 +27,6 @@ INIT_DISTS: dict[str, tuple[tuple[str, ...], dict[str, float], str]] = {
 _DEFAULTS = {
     "weight": InitDist("fan_in_uniform", {"gain": 1.0}),
     "bias": InitDist("fan_in_uniform", {"gain": 1.0}),
-}
-_BATCHNORM_DEFAULTS = {
-    "weight": InitDist("constant", {"value": 1.0}),
-    "bias": InitDist("constant", {"value": 0.0}),
-    "running_mean": InitDist("constant", {"value": 0.0}),
-    "running_var": InitDist("constant", {"value": 1.0}),
 }
 
 
@@ -61,6 +56,9 @@ def parse_init(value: Any) -> InitDist:
 
 
 def default_init(op: str, param: str, model_init: dict[str, InitDist]) -> InitDist:
-    if op == "batchnorm2d":
-        return _BATCHNORM_DEFAULTS[param]
+    """A parameter's init when its layer sets none: fixed by the op (batch norm), else the model's
+    init block, else PyTorch's default."""
+    fixed = OPS[op].fixed_init.get(param)
+    if fixed is not None:
+        return InitDist(fixed[0], dict(fixed[1]))
     return model_init.get(param) or _DEFAULTS[param]

@@ -102,6 +102,11 @@ class Op:
     summary: str = ""
     formula: str = ""
     fields: dict[str, Field] = {}
+    # What kind of layer this is, for diagrams and tables (the report colours by family).
+    family: str = ""
+    # Parameters whose initial value is fixed by the op, whatever the model's init block says:
+    # param -> (distribution, arguments), e.g. batch norm's weight 1 and running_var 1.
+    fixed_init: dict[str, tuple[str, dict[str, float]]] = {}
 
     def check(self, a: dict[str, Any]) -> None:
         """Cross-field rules that need no input shape."""
@@ -125,6 +130,7 @@ _padding = Field(padding4, "an integer >= 0 or [top, bottom, left, right]", 0)
 
 class Conv2d(Op):
     name = "conv2d"
+    family = "convolution"
     summary = "2-D convolution (cross-correlation), optionally grouped"
     formula = ("y[n, o, i, j] = bias[o] + sum over c in group(o), u < kH, v < kW of "
                "weight[o, c - g(o)*Cin/groups, u, v] * xpad[n, c, i*sH + u, j*sW + v]; "
@@ -170,6 +176,7 @@ class Conv2d(Op):
 
 class ReLU(Op):
     name = "relu"
+    family = "activation"
     summary = "rectified linear unit"
     formula = "y = max(x, 0)"
     fields = {}
@@ -177,6 +184,7 @@ class ReLU(Op):
 
 class LRN(Op):
     name = "lrn"
+    family = "normalization"
     summary = "local response normalisation across channels (ONNX / PyTorch / Caffe convention)"
     formula = ("b[n, c, i, j] = a[n, c, i, j] / (k + alpha / size * sum over c' from "
                "max(0, c - (size-1)/2) to min(C-1, c + (size-1)/2) of a[n, c', i, j]^2)^beta. "
@@ -195,6 +203,7 @@ class LRN(Op):
 
 class MaxPool2d(Op):
     name = "maxpool2d"
+    family = "pooling"
     summary = "max pooling; padded cells are -inf, never 0"
     formula = ("y[n, c, i, j] = max over u < kH, v < kW of xpad[n, c, i*sH + u, j*sW + v], "
                "xpad padded with -inf. Output size floor((H + pt + pb - kH) / sH) + 1, or with "
@@ -226,6 +235,7 @@ def _check_half_kernel_padding(a: dict[str, Any]) -> None:
 
 class AvgPool2d(Op):
     name = "avgpool2d"
+    family = "pooling"
     summary = "average pooling; zero padding counts in the divisor (count_include_pad)"
     formula = ("y[n, c, i, j] = (1 / (kH*kW)) * sum over u < kH, v < kW of "
                "xpad[n, c, i*sH + u, j*sW + v], xpad zero-padded; output size "
@@ -244,6 +254,7 @@ class AvgPool2d(Op):
 
 class AdaptiveAvgPool2d(Op):
     name = "adaptive_avgpool2d"
+    family = "pooling"
     summary = "average pooling to a fixed output size (torch's bins)"
     formula = ("y[n, c, i, j] = mean of x[n, c, floor(i*H/oH) : ceil((i+1)*H/oH), "
                "floor(j*W/oW) : ceil((j+1)*W/oW)]")
@@ -255,6 +266,7 @@ class AdaptiveAvgPool2d(Op):
 
 class BatchNorm2d(Op):
     name = "batchnorm2d"
+    family = "normalization"
     summary = "batch normalisation with running statistics (inference form)"
     formula = ("y = (x - running_mean[c]) / sqrt(running_var[c] + eps) * weight[c] + bias[c]. "
                "momentum is torch's convention (new = (1 - momentum) * old + momentum * batch); "
@@ -263,6 +275,9 @@ class BatchNorm2d(Op):
         "eps": Field(positive_number, "a number > 0 (torch's default 1e-5, Keras' 1e-3)", 1e-5),
         "momentum": Field(number_in(0.0, 1.0), "a number in [0, 1] (torch convention)", 0.1),
     }
+
+    fixed_init = {"weight": ("constant", {"value": 1.0}), "bias": ("constant", {"value": 0.0}),
+                  "running_mean": ("constant", {"value": 0.0}), "running_var": ("constant", {"value": 1.0})}
 
     def output_shape(self, a, shape):
         return _need_map(self.name, shape)
@@ -275,6 +290,7 @@ class BatchNorm2d(Op):
 
 class Dropout(Op):
     name = "dropout"
+    family = "regularization"
     summary = "dropout; the identity at inference"
     formula = "y = x (inference); training zeroes with probability rate and scales by 1 / (1 - rate)"
     fields = {"rate": Field(number_in(0.0, 1.0, high_open=True), "a number in [0, 1)", 0.5)}
@@ -282,6 +298,7 @@ class Dropout(Op):
 
 class Flatten(Op):
     name = "flatten"
+    family = "reshape"
     summary = "flatten a feature map in C, H, W order"
     formula = "y[n, c*H*W + i*W + j] = x[n, c, i, j]"
     fields = {}
@@ -292,6 +309,7 @@ class Flatten(Op):
 
 class Linear(Op):
     name = "linear"
+    family = "dense"
     summary = "fully connected layer"
     formula = "y[n, o] = bias[o] + sum over i of weight[o, i] * x[n, i]"
     fields = {
@@ -324,6 +342,7 @@ class Linear(Op):
 
 class Softmax(Op):
     name = "softmax"
+    family = "activation"
     summary = "softmax over the channel / feature axis"
     formula = "y[n, c, ...] = exp(x[n, c, ...] - max_c x) / sum over c' of exp(x[n, c', ...] - max_c x)"
     fields = {}

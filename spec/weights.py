@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import SpecError
+from .files import atomic_write
 from .model import InitDist, ModelSpec, Param
 
 Weights = dict[str, np.ndarray]
@@ -97,7 +96,7 @@ def check_weights(spec: ModelSpec, weights: Weights, source: str = "weights") ->
 
 def save_weights(weights: Weights, path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """Write safetensors atomically (temp file in the same folder, then rename)."""
-    atomic_write_bytes(Path(path), safetensors_bytes(weights, metadata))
+    atomic_write(path, safetensors_bytes(weights, metadata))
 
 
 def safetensors_bytes(weights: Weights, metadata: dict[str, str] | None = None) -> bytes:
@@ -117,18 +116,6 @@ def safetensors_bytes(weights: Weights, metadata: dict[str, str] | None = None) 
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)
     return struct.pack("<Q", len(text)) + text + b"".join(chunks)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_weights(path: str | Path, spec: ModelSpec | None = None) -> Weights:

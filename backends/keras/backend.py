@@ -15,7 +15,6 @@ Op by op lowering is in ``lowering.py`` (custom layers in ``layers.py``), weight
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
@@ -25,20 +24,7 @@ import numpy as np
 from ...spec import ModelSpec
 from ..base import OPSET, Backend, ExportUnsupported, RunOutput, Weights
 from ..layouts import activation_to_canonical, nchw_to_nhwc
-
-
-def import_keras(keras_backend: str):
-    """keras, running on ``keras_backend`` ('tensorflow', 'torch' or 'jax')."""
-    if "keras" not in sys.modules:
-        os.environ["KERAS_BACKEND"] = keras_backend
-    import keras
-
-    if keras.backend.backend() != keras_backend:
-        raise RuntimeError(
-            f"keras in this process runs on '{keras.backend.backend()}', expected '{keras_backend}': Keras reads "
-            f"KERAS_BACKEND once, when first imported; set KERAS_BACKEND={keras_backend} before importing keras "
-            f"(each backend runs in its own worker process for this reason)")
-    return keras
+from .runtime import import_keras
 
 
 class KerasBackend(Backend):
@@ -118,7 +104,47 @@ class KerasBackend(Backend):
             device = device()
         return str(device).rpartition("device:")[2] or "unknown"
 
-    def bench_step(self, x: np.ndarray, device: str) -> Callable[[], Any]:
+    # --- bench hooks (see Backend); the framework-specific parts are the _bench_* methods ---
+    bench_precisions: ClassVar[tuple[str, ...]] = ("float32", "tf32", "float16", "bfloat16")
+    compiled_variant: ClassVar[str | None] = "XLA (jit_compile=True)"
+
+    def before_build(self, precision: str, threads: int) -> None:
+        self._bench_threads(threads)
+        if precision in ("float16", "bfloat16"):
+            # Mixed precision: float32 variables, float16/bfloat16 compute, as Keras recommends.
+            import_keras(self.env["KERAS_BACKEND"]).config.set_dtype_policy(f"mixed_{precision}")
+
+    def prepare_bench(self, precision: str, compiled: bool, device: str, threads: int) -> str:
+        self._bench_tf32(precision == "tf32", device, threads)
+        if compiled:
+            self.model.compile(jit_compile=True)
+            return str(self.compiled_variant)
+        return self._bench_execution()
+
+    def _bench_threads(self, threads: int) -> None:
+        """TensorFlow's pools are fixed once it runs anything: set before the model is built."""
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+
+    def _bench_tf32(self, allow: bool, device: str, threads: int) -> None:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(allow)
+
+    def _bench_execution(self) -> str:
+        return "tf.function" + (" + XLA" if self.model.jit_compile else "")
+
+    def threads_seen(self) -> dict[str, Any]:
+        import tensorflow as tf
+
+        threading = tf.config.threading
+        return {"tensorflow_intra_op": threading.get_intra_op_parallelism_threads(),
+                "tensorflow_inter_op": threading.get_inter_op_parallelism_threads()}
+
+    def bench_step(self, x: np.ndarray, device: str, precision: str = "float32") -> Callable[[], Any]:
+        """Half precision is the dtype policy ``before_build`` set: the input stays float32."""
         on_gpu = any(k in self.device().lower() for k in ("gpu", "cuda"))
         if (device.split(":")[0].lower() in ("gpu", "cuda")) != on_gpu:
             raise ValueError(f"backend '{self.name}': asked to bench on '{device}', but its model lives on "
@@ -152,6 +178,29 @@ class KerasOnTorchBackend(KerasBackend):
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
 
+    # --- bench hooks ---
+    compiled_variant: ClassVar[str | None] = "torch.compile"
+
+    def _bench_threads(self, threads: int) -> None:
+        """torch's pool is set after the build (``_bench_tf32``), as for the torch backend."""
+
+    def _bench_tf32(self, allow: bool, device: str, threads: int) -> None:
+        import torch
+
+        from ..torch.backend import set_tf32
+
+        set_tf32(allow)
+        if device == "cpu":
+            torch.set_num_threads(threads)
+
+    def _bench_execution(self) -> str:
+        return "eager"
+
+    def threads_seen(self) -> dict[str, Any]:
+        from ..torch.backend import torch_threads_seen
+
+        return torch_threads_seen()
+
 
 class KerasOnJaxBackend(KerasBackend):
     name: ClassVar[str] = "keras-jax"
@@ -163,6 +212,24 @@ class KerasOnJaxBackend(KerasBackend):
         import jax
 
         jax.config.update("jax_default_matmul_precision", "highest")
+
+    # --- bench hooks ---
+    compiled_variant: ClassVar[str | None] = None
+    no_compiled_reason: ClassVar[str] = "keras-jax always runs jax.jit-compiled: its plain rows are the compiled ones"
+
+    def _bench_threads(self, threads: int) -> None:
+        """Nothing to pin here: JAX has no thread-pool setting at run time (the worker's environment)."""
+
+    def _bench_tf32(self, allow: bool, device: str, threads: int) -> None:
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if allow else "highest")
+
+    def _bench_execution(self) -> str:
+        return "jax.jit"
+
+    def threads_seen(self) -> dict[str, Any]:
+        return {}
 
     def _step(self, staged) -> Callable[[], Any]:
         """A jitted stateless forward: Keras' jax predict_on_batch passes the weights through its jitted

@@ -26,8 +26,8 @@ KERAS_ROUTES = ("stateless", "from_keras")
 
 def onnx_from_keras(spec: ModelSpec, weights: Weights, path: str | Path, opset: int = OPSET,
                     keras_route: str = "stateless") -> ExportInfo:
-    from ..keras.backend import import_keras
-    from ..keras.lowering import keras_model_from_spec
+    from .lowering import keras_model_from_spec
+    from .runtime import import_keras
 
     import_keras("tensorflow")
     return export_keras_model(keras_model_from_spec(spec, weights), spec, path, opset, keras_route)

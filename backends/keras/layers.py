@@ -3,9 +3,9 @@
 The custom layers use ``keras.ops`` only, so the same code runs on the TensorFlow, torch and
 JAX backends, and they are registered serializable so a model saves to and reloads from
 ``.keras``. Everything is NHWC (``channels_last`` is passed explicitly, whatever keras.json
-says). Weight layouts are in ``layouts.py``; the traps these layers avoid are in DESIGN.md.
+says). Weight layouts are in ``layouts.py``; the builders that use these layers are in ``lowering.py``.
 
-Importing this module imports keras: set ``KERAS_BACKEND`` before (``backend_keras`` does).
+Importing this module imports keras: set ``KERAS_BACKEND`` before (``runtime.import_keras`` does).
 """
 
 from __future__ import annotations

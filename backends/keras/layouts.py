@@ -1,6 +1,6 @@
 """Every layout conversion between the canonical (torch-like) layouts and Keras', in one place.
 
-Canonical (``spec/weights.py``, DESIGN.md): activations NCHW; conv weight OIHW, a grouped conv
+Canonical (``spec/weights.py``, docs/architecture.md): activations NCHW; conv weight OIHW, a grouped conv
 (O, I/groups, kH, kW); linear weight (out, in); flatten in C, H, W order; batchnorm weight,
 bias, running_mean, running_var.
 

@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ...spec import ModelSpec, weights_sha256
+from ...spec.files import atomic_path, atomic_stream, atomic_write
 from ..base import OPSET, Weights
 from ..registry import available_backends, load_backend_class
 
@@ -74,7 +74,7 @@ def _version(package: str) -> str:
 
 
 def cache_key(kind: str, spec: ModelSpec, weights_sha: str, opset: int = OPSET) -> str:
-    from ... import __version__
+    from ...version import __version__
 
     native = exporter_class(kind)
     parts = {"spec": spec.sha256, "weights": weights_sha, "exporter": native.onnx_exporter, "opset": opset,
@@ -138,20 +138,6 @@ def _lookup(path: Path) -> CachedExport | None:
     return None
 
 
-def _atomic_write(dst: Path, write) -> None:
-    """``write(binary file)`` into a temporary file beside ``dst``, then rename it over ``dst``."""
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _inlined(src: Path) -> bytes | None:
     """A model whose weights sit in external-data files beside it (torch.onnx.export writes
     ``<name>.onnx.data`` by default) as one self-contained file's bytes; None if it is one already.
@@ -188,10 +174,11 @@ def _store(path: Path, kind: str, spec: ModelSpec, weights_sha: str, src: Path, 
 
     inlined = _inlined(src)
     if inlined is not None:
-        _atomic_write(path, lambda out: out.write(inlined))
+        atomic_write(path, inlined)
         sha = hashlib.sha256(inlined).hexdigest()
     elif src.resolve() != path.resolve():
-        _atomic_write(path, copy)
+        with atomic_stream(path) as out:
+            copy(out)
         sha = digest.hexdigest()
     else:
         sha = file_sha256(path)
@@ -199,7 +186,7 @@ def _store(path: Path, kind: str, spec: ModelSpec, weights_sha: str, src: Path, 
             "spec_sha256": spec.sha256, "weights_sha256": weights_sha,
             "info": {k: v for k, v in (info or {}).items() if k != "path"}}
     text = json.dumps(meta, indent=1, default=str) + "\n"
-    _atomic_write(_sidecar(path), lambda out: out.write(text.encode()))
+    atomic_write(_sidecar(path), text)
     return path
 
 
@@ -222,14 +209,9 @@ def cached_export(kind: str, spec: ModelSpec, weights: Weights, directory: str |
                 return found.path, ExportInfo.from_json(found.info), True
             except TypeError:  # stored by the harness with a native backend's own export facts
                 return found.path, describe(found.path, spec, weights), True
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.onnx")
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".tmp.onnx") as tmp:  # exporters go by the .onnx suffix
             exporter = load_backend_class(kind)()
             exporter.build(spec, weights)
-            info = ExportInfo.from_json(exporter.export_onnx(Path(tmp), opset))
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+            info = ExportInfo.from_json(exporter.export_onnx(tmp, opset))
         _store(path, kind, spec, w_sha, path, info.to_json())
         return path, info, False

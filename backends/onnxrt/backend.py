@@ -217,7 +217,33 @@ class OnnxRuntimeBackend(Backend):
             "missing_layers": dict(self.missing),
         }
 
-    def bench_step(self, x: np.ndarray, device: str) -> Callable[[], Any]:
+    # --- bench hooks (see Backend) ---
+    no_compiled_reason: ClassVar[str] = "ONNX Runtime always optimises the graph (level ALL): no separate variant"
+
+    def prepare_bench(self, precision: str, compiled: bool, device: str, threads: int) -> str:
+        """Threads and providers are the session's, set in ``build``."""
+        return "onnxruntime"
+
+    @classmethod
+    def matmul_peak_step(cls, device: str, precision: str, threads: int, n: int) -> tuple[Callable[[], Any], str]:
+        """MLAS, ONNX Runtime's own CPU GEMM (float32 on the CPU only)."""
+        if device != "cpu" or precision != "float32":
+            raise NotImplementedError("the ONNX Runtime matmul peak is measured on the CPU at float32")
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        spec = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in ("a", "b", "c")]
+        graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", spec[:2], spec[2:])
+        # IR version 10: onnx 1.23 writes 14 by default, which onnxruntime-gpu 1.31 refuses.
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)  # never zeros: some kernels run faster on them
+        a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+        return (lambda: session.run(None, {"a": a, "b": b})), f"onnxruntime {ort.__version__}"
+
+    def bench_step(self, x: np.ndarray, device: str, precision: str = "float32") -> Callable[[], Any]:
         on_cuda = "CUDAExecutionProvider" in self.session.get_providers()
         if device.startswith("cuda") != on_cuda:
             raise ValueError(f"backend '{self.name}': asked to bench on '{device}', its session runs on "

@@ -222,6 +222,7 @@ class ReferenceBackend(Backend):
             pass
         return env
 
-    def bench_step(self, x: np.ndarray, device: str) -> Callable[[], Any]:
+    # bench hooks: Backend's defaults (float32, no compiled variant); the oracle refuses to be timed.
+    def bench_step(self, x: np.ndarray, device: str, precision: str = "float32") -> Callable[[], Any]:
         raise NotImplementedError("backend 'reference' is the float64 parity oracle and is not benchmarked; "
                                   "bench a framework backend (torch, keras, onnx-torch, ...) instead")

@@ -84,18 +84,72 @@ class TorchBackend(Backend):
             env["gpu"] = torch.cuda.get_device_name(self.device)
         return env
 
-    def bench_step(self, x: np.ndarray, device: str) -> Callable[[], Any]:
+    # --- bench hooks (see Backend) ---
+    bench_precisions = ("float32", "tf32", "float16", "bfloat16")
+    compiled_variant = "torch.compile"
+
+    def prepare_bench(self, precision: str, compiled: bool, device: str, threads: int) -> str:
+        import torch
+
+        set_tf32(precision == "tf32")
+        if device == "cpu":
+            torch.set_num_threads(threads)
+        if compiled:
+            self.model = torch.compile(self.model.to(device))
+            return "torch.compile"
+        return "eager"
+
+    def bench_step(self, x: np.ndarray, device: str, precision: str = "float32") -> Callable[[], Any]:
+        """float32 as built; float16/bfloat16 cast model and input (once, before timing)."""
         import torch
 
         from .lowering import inference_step
 
+        dtype = getattr(torch, precision) if precision in ("float16", "bfloat16") else torch.float32
         self.device = torch.device(device)
-        self.model.to(self.device)
-        staged = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        self.model.to(device=self.device, dtype=dtype)
+        staged = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device=self.device, dtype=dtype)
         return inference_step(self.model, staged)
+
+    def threads_seen(self) -> dict[str, Any]:
+        return torch_threads_seen()
+
+    @classmethod
+    def matmul_peak_step(cls, device: str, precision: str, threads: int, n: int) -> tuple[Callable[[], Any], str]:
+        """cuBLAS on CUDA (every precision), torch's CPU GEMM on the CPU."""
+        import torch
+
+        if device == "cpu":
+            torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        dtype = torch.float32 if precision == "tf32" else getattr(torch, precision)
+        gen = torch.Generator(device=device).manual_seed(0)
+        a, b = (torch.randn((n, n), generator=gen, device=device, dtype=dtype) for _ in range(2))
+        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+        def step():
+            out = a @ b
+            sync()
+            return out
+
+        return step, f"torch {torch.__version__}"
 
     def export_onnx(self, path: Path, opset: int = OPSET) -> dict[str, Any]:
         """torch.onnx dynamo export with a dynamic batch, checked (see export.py)."""
         from .export import export_torch_model
 
         return export_torch_model(self.model, self.spec, path, opset).to_json()
+
+
+# Shared with keras-torch, whose model runs on the same torch.
+def set_tf32(allow: bool) -> None:
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
+
+
+def torch_threads_seen() -> dict[str, Any]:
+    import torch
+
+    return {"torch": torch.get_num_threads()}

@@ -19,7 +19,7 @@ from ..onnx.inspect import ExportFailed, ExportInfo, describe, export_failed
 
 
 def onnx_from_torch(spec: ModelSpec, weights: Weights, path: str | Path, opset: int = OPSET) -> ExportInfo:
-    from ..torch.lowering import torch_model_from_spec
+    from .lowering import torch_model_from_spec
 
     return export_torch_model(torch_model_from_spec(spec, weights), spec, path, opset)
 

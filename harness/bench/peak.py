@@ -4,7 +4,7 @@ theoretical peak where the device is known.
 Rows report their achieved GFLOP/s as a share of the MEASURED peak (what a well-tuned
 library reaches on this device, today, with the same thread count and precision); the
 theoretical peak is stated beside it, with its basis, so a reader can see both gaps.
-Frameworks are imported inside the functions: this module runs in a bench worker.
+The matmul itself is the backends' (``Backend.matmul_peak_step``): this module imports no framework.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import platform
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .method import Method, summarize, time_step
 
@@ -139,32 +139,32 @@ def theoretical_peak(device: str, device_name: str, precision: str, threads: int
 
 def measure_matmul_peak(device: str, precision: str, threads: int, method: Method,
                         n: int | None = None) -> dict[str, Any]:
-    """GFLOP/s of an n x n x n float32 matrix product on ``device``, on random data, timed with the
-    same method as the models. On the CPU every installed GEMM library is tried (torch, NumPy's BLAS,
-    ONNX Runtime's MLAS) and the fastest counts: one library's slow code path for this CPU (e.g.
-    MKL on AMD) must not pass for the device's peak. On CUDA, torch (cuBLAS)."""
+    """GFLOP/s of an n x n x n matrix product on ``device``, on random data, timed with the same
+    method as the models. Every GEMM library on offer is tried and the fastest counts: each backend
+    class's ``matmul_peak_step`` (torch's cuBLAS or CPU GEMM, ONNX Runtime's MLAS on the CPU) and,
+    on the CPU, NumPy's BLAS. One library's slow code path for this CPU (e.g. MKL on AMD) must not
+    pass for the device's peak."""
     n = n or MATMUL_N["cuda" if device.startswith("cuda") else "cpu"]
     if precision not in DTYPES:
         raise ValueError(f"unknown precision '{precision}'; known: {', '.join(DTYPES)}")
-    if device.startswith("cuda"):
-        candidates = [("torch", _torch_matmul)]
-    elif precision == "float32":
-        candidates = [("torch", _torch_matmul), ("numpy", _numpy_matmul), ("onnxruntime", _ort_matmul)]
-    else:
+    if not device.startswith("cuda") and precision != "float32":
         raise ValueError(f"a {precision} matmul peak is measured on CUDA devices only")
+    candidates = backend_matmuls()
+    if not device.startswith("cuda"):
+        candidates.append(("numpy", _numpy_matmul))
     libraries: dict[str, Any] = {}
-    for library, make in candidates:
+    for offered_by, make in candidates:
         try:
-            step, version = make(device, precision, threads, n)
-        except ImportError:
+            step, library = make(device, precision, threads, n)
+        except (ImportError, NotImplementedError):  # not installed, or none for this device/precision
             continue
         except Exception as exc:  # one library failing must not cost the peak the others measure
-            print(f"alexbench: {library} matmul peak not measured: {type(exc).__name__}: {exc}"[:300],
+            print(f"alexbench: {offered_by} matmul peak not measured: {type(exc).__name__}: {exc}"[:300],
                   file=sys.stderr)
             continue
         stats = summarize(time_step(step, method), batch=1, macs=n ** 3, peak_gflops=None)
-        libraries[f"{library} {version}"] = {"gflops": stats["gflops"], "median_ms": stats["median_ms"],
-                                             "repetitions": stats["repetitions"]}
+        libraries[library] = {"gflops": stats["gflops"], "median_ms": stats["median_ms"],
+                              "repetitions": stats["repetitions"]}
         del step
     if not libraries:
         raise RuntimeError(f"no GEMM library to measure the {precision} peak on '{device}' "
@@ -177,6 +177,26 @@ def measure_matmul_peak(device: str, precision: str, threads: int, method: Metho
 DTYPES = {"float32": "float32", "tf32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
+def backend_matmuls() -> list[tuple[str, Callable[[str, str, int, int], tuple[Callable[[], Any], str]]]]:
+    """(backend, its ``matmul_peak_step``) for every registered backend class that implements one,
+    each implementation once (onnx-torch and onnx-keras share ONNX Runtime's). Loading a class
+    imports no framework; a class that cannot be loaded offers nothing."""
+    from ...backends.base import Backend
+    from ...backends.registry import available_backends, load_backend_class
+
+    found, seen = [], {Backend.matmul_peak_step.__func__}
+    for name in available_backends():
+        try:
+            make = load_backend_class(name).matmul_peak_step
+        except Exception:
+            continue
+        func = getattr(make, "__func__", make)
+        if func not in seen:
+            seen.add(func)
+            found.append((name, make))
+    return found
+
+
 def _random(n: int):
     import numpy as np
 
@@ -185,41 +205,8 @@ def _random(n: int):
 
 
 def _numpy_matmul(device: str, precision: str, threads: int, n: int):
+    """NumPy's BLAS; its pool follows the worker's thread variables (OMP/MKL/OPENBLAS_NUM_THREADS)."""
     import numpy as np
 
     a, b = _random(n)
-    return (lambda: a @ b), np.__version__
-
-
-def _ort_matmul(device: str, precision: str, threads: int, n: int):
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    spec = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in ("a", "b", "c")]
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", spec[:2], spec[2:])
-    # IR version 10: onnx 1.23 writes 14 by default, which onnxruntime-gpu 1.31 refuses.
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    a, b = _random(n)
-    return (lambda: session.run(None, {"a": a, "b": b})), ort.__version__
-
-
-def _torch_matmul(device: str, precision: str, threads: int, n: int):
-    import torch
-
-    if device == "cpu":
-        torch.set_num_threads(threads)
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    dtype = getattr(torch, DTYPES[precision])
-    gen = torch.Generator(device=device).manual_seed(0)
-    a, b = (torch.randn((n, n), generator=gen, device=device, dtype=dtype) for _ in range(2))
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-
-    def step():
-        out = a @ b
-        sync()
-        return out
-
-    return step, torch.__version__
+    return (lambda: a @ b), f"numpy {np.__version__}"

@@ -23,6 +23,7 @@ from ...spec.loader import resolve_spec_path
 from .. import environment
 from ..errors import ExitCode
 from ..results.document import new_results
+from ..results.model import BenchDocument, BenchEntry, BenchRow, BenchSection, Verdict, WeightsInfo
 from ..workers.bench_entry import skip_reason, thread_env
 from ..workers.job import make_job
 from ..workers.runner import run_worker
@@ -116,10 +117,10 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
     threads = cfg.threads or os.cpu_count() or 1
     jobs, skipped = plan_jobs(cfg, device)
     name = _device_name(device)
-    doc = new_results("bench", spec)
     weights = load_weights(cfg.weights, spec) if cfg.weights else canonical_weights(spec, cfg.seed)
     w_sha = weights_sha256(weights)
-    doc["weights"] = {"source": str(cfg.weights) if cfg.weights else f"canonical, seed {cfg.seed}", "sha256": w_sha}
+    doc = new_results("bench", spec, weights=WeightsInfo(
+        str(cfg.weights) if cfg.weights else f"canonical, seed {cfg.seed}", w_sha))
     settings = {"device": device, "device_name": name, "threads": threads, "precisions": list(cfg.precisions),
                 "compiled": cfg.compiled, "batch_sizes": list(cfg.batch_sizes), "method": cfg.method.to_json(),
                 "inputs": f"seeded normal, seed {cfg.seed}, staged on the device before timing",
@@ -141,22 +142,22 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
             progress(f"[{index}/{len(jobs)}] {job.label} on {device} ({name}): starting")
             rows += ctx.bench_job(job, doc, failures)
     for row in rows:
-        measured = (peak["measured"].get(row["precision"]) or {}).get("gflops")
-        theory = (peak["theoretical"].get(row["precision"]) or {}).get("gflops")
-        row["device_name"] = name
-        row["peak_share"] = row["gflops"] / measured if row["gflops"] and measured else None
-        row["theoretical_share"] = row["gflops"] / theory if row["gflops"] and theory else None
-    doc["bench"] = {"rows": rows, "peak": peak, "settings": settings, "overhead": overhead,
-                    "skipped": skipped, "failures": failures}
-    failed = [b["name"] for b in doc["backends"] if b["status"] != "ok"]
+        measured = (peak["measured"].get(row.precision) or {}).get("gflops")
+        theory = (peak["theoretical"].get(row.precision) or {}).get("gflops")
+        row.device_name = name
+        row.peak_share = row.gflops / measured if row.gflops and measured else None
+        row.theoretical_share = row.gflops / theory if row.gflops and theory else None
+    doc.bench = BenchSection(rows=rows, peak=peak, settings=settings, overhead=overhead, skipped=skipped,
+                             failures=failures)
+    failed = [b.name for b in doc.backends if b.status != "ok"]
     code = ExitCode.BACKEND if failed or failures else ExitCode.OK
     summary = f"{len(rows)} rows from {len(jobs)} jobs on {name}"
     if failed:
         summary += f"; failed: {', '.join(failed)}"
     if failures:
         summary += f"; {len(failures)} batch size(s) failed"
-    doc["verdict"] = {"exit_code": int(code), "summary": summary}
-    return doc
+    doc.verdict = Verdict(int(code), summary)
+    return doc.to_json()
 
 
 def _device_name(device: str) -> str:
@@ -245,17 +246,17 @@ class _RunContext:
                        if (t := theoretical_peak(self.device, name, p, self.threads)) is not None}
         return {"device": self.device, "device_name": name, "measured": measured, "theoretical": theoretical}
 
-    def overhead(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    def overhead(self, doc: BenchDocument) -> list[dict[str, Any]]:
         self.progress("timing the null backend (the harness' own cost per repetition)…")
         result = self._run("null", "null", self._settings("float32", None, self.cfg.batch_sizes[:1]),
                            options=self._options("float32"))
         if not result.ok:
-            doc["backends"].append(_backend_entry("null", result))
+            doc.backends.append(_backend_entry("null", result))
             return []
         return [{"batch": r["batch"], "median_ms": r["median_ms"], "p10_ms": r["p10_ms"], "p90_ms": r["p90_ms"],
                  "repetitions": r["repetitions"]} for r in result.result["bench"]["rows"]]
 
-    def _onnx_file(self, name: str, doc: dict[str, Any]) -> str | None:
+    def _onnx_file(self, name: str, doc: BenchDocument) -> str | None:
         """The export an ONNX Runtime backend runs: from the cache, or made now (in a worker of its own,
         on the CPU) and cached."""
         if name in self.exports:
@@ -272,13 +273,13 @@ class _RunContext:
         path = ((result.result or {}).get("bench") or {}).get("onnx_path")
         if not result.ok or not path:
             entry = _backend_entry(name, result)
-            entry["error"] = f"exporting from '{source}' failed: {entry['error']}"
-            doc["backends"].append(entry)
+            entry.error = f"exporting from '{source}' failed: {entry.error}"
+            doc.backends.append(entry)
             return None
         self.exports[name] = path
         return path
 
-    def bench_job(self, job: Job, doc: dict[str, Any], failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def bench_job(self, job: Job, doc: BenchDocument, failures: list[dict[str, Any]]) -> list[BenchRow]:
         onnx_path = None
         if onnx_source(job.backend):
             onnx_path = self._onnx_file(job.backend, doc)
@@ -289,32 +290,32 @@ class _RunContext:
                                                                        self.cfg.batch_sizes),
                            options=self._options(job.precision), onnx_path=onnx_path)
         entry = _backend_entry(job.backend, result)
-        entry["precision"], entry["variant"] = job.precision, job.variant
-        doc["backends"].append(entry)
+        entry.job, entry.precision, entry.variant = True, job.precision, job.variant
+        doc.backends.append(entry)
         self.progress(f"    {job.label}: {result.status} in {result.elapsed_s:.1f} s")
         if not result.ok:
-            self.progress(f"    {job.label}: {entry['error']}")
+            self.progress(f"    {job.label}: {entry.error}")
             return []
         bench = result.result["bench"]
         for f in bench["failures"]:
             failures.append({"backend": job.backend, "precision": job.precision, "variant": job.variant, **f})
-        return [{"backend": job.backend, "variant": job.variant, "device": self.device, "device_name": "",
-                 "precision": job.precision, "tf32": job.precision == "tf32",
-                 "threads": self.threads if self.device == "cpu" else None,
-                 **{k: r[k] for k in ("batch", "median_ms", "p10_ms", "p90_ms", "images_per_s", "gflops",
-                                      "repetitions", "execution", "timed_s", "other_cores_busy")}}
+        return [BenchRow(backend=job.backend, variant=job.variant, device=self.device, device_name="",
+                         precision=job.precision, tf32=job.precision == "tf32",
+                         threads=self.threads if self.device == "cpu" else None,
+                         **{k: r[k] for k in ("batch", "median_ms", "p10_ms", "p90_ms", "images_per_s", "gflops",
+                                              "repetitions", "execution", "timed_s", "other_cores_busy")})
                 for r in bench["rows"]]
 
 
-def _backend_entry(name: str, result) -> dict[str, Any]:
+def _backend_entry(name: str, result) -> BenchEntry:
     """The results file's backend entry for one bench job (how its worker ended)."""
     from ..compare.judge import error_text
 
     r = result.result or {}
     ok = result.status == "ok"
-    return {"name": name, "status": "ok" if ok else "unavailable" if result.status == "unavailable" else "failed",
-            "stage": None if ok else result.stage, "error": None if ok else error_text(result),
-            "stderr_tail": None if ok else (result.stderr_tail or None),
-            "param_count": r.get("param_count"), "environment": r.get("environment") or {},
-            "threads_seen": ((r.get("bench") or {}).get("threads_seen")) or {},
-            "timings_s": {**(r.get("timings_s") or {}), "total": round(result.elapsed_s, 3)}}
+    return BenchEntry(name=name, status="ok" if ok else "unavailable" if result.status == "unavailable" else "failed",
+                      stage=None if ok else result.stage, error=None if ok else error_text(result),
+                      stderr_tail=None if ok else (result.stderr_tail or None),
+                      param_count=r.get("param_count"), environment=r.get("environment") or {},
+                      threads_seen=((r.get("bench") or {}).get("threads_seen")) or {},
+                      timings_s={**(r.get("timings_s") or {}), "total": round(result.elapsed_s, 3)})

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from pathlib import Path
 
 from ...backends.registry import UnknownBackend
 from ..errors import UsageError
@@ -126,7 +125,7 @@ def run(command: str, args: argparse.Namespace) -> int:
         _write_json(doc, args.json, write_results)
         progress(f"results written to {args.json}")
     if args.report:
-        from .report import write_report_for_results
+        from ..report.write import write_report_for_results
 
         write_report_for_results(doc, args.report)
         progress(f"report written to {args.report}")
@@ -141,10 +140,9 @@ def _write_json(doc: dict, path: str, write_results) -> None:
     except ModuleNotFoundError as exc:
         if exc.name != "jsonschema":
             raise
-        import json
+        from ...spec.files import atomic_write
+        from ..results.document import results_json
 
-        from ...spec.weights import atomic_write_bytes
-
-        atomic_write_bytes(Path(path), (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode("utf-8"))
+        atomic_write(path, results_json(doc))
         print(f"alexbench bench: warning: jsonschema is not installed; {path} was written without validation "
               f"(pip install jsonschema, then `alexbench report` reads and validates it)", file=sys.stderr)

@@ -109,7 +109,7 @@ def run(command: str, args: argparse.Namespace) -> int:
         write_results(doc, args.json)
         progress(f"results written to {args.json}")
     if args.report:
-        from .report import write_report_for_results
+        from ..report.write import write_report_for_results
 
         write_report_for_results(doc, args.report, progress=progress)
         progress(f"report written to {args.report}")

@@ -10,8 +10,8 @@ import argparse
 import importlib
 import sys
 
-from ... import __version__
 from ...spec import SpecError
+from ...version import __version__
 from ..errors import EXIT_CODES_HELP, ExitCode, UsageError
 
 # subcommand -> (its module in this package, one-line help)

@@ -1,18 +1,19 @@
 """``alexbench report``: report.md and a self-contained report.html for a spec, optionally with
 variants to diff against and compare/bench results to show.
 
-Imported by every ``alexbench`` invocation (to build the parser), so the report modules load
-only when a report is written. ``write_report_for_results`` serves ``compare --report`` and
-``bench --report``.
+The report modules load only when a report is written; the library functions that write one
+(``write_report``, ``write_report_for_results``) live in ``harness/report/write.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable
+
+from ..report.write import write_report, write_report_for_results
+
+__all__ = ["add_arguments", "run", "write_report", "write_report_for_results"]  # the latter two: re-exported
 
 EXAMPLES = """examples:
   alexbench report alexnet -o out/
@@ -33,9 +34,6 @@ report are replaced or removed, other files are left alone. The diagram needs Gr
 (apt-get install graphviz): without it the command stops with exit 2, unless --no-diagram.
 Exit 0 when the report is written; 2 for a bad spec or results file, results made with another
 spec, or no Graphviz."""
-
-# Every file a report writes matches this; stale ones from an earlier report in DIR are removed.
-OWN_FILE = re.compile(r"^(report\.md|report\.html|diagram\.svg|chart-(errors|throughput)-\d+\.svg)$")
 
 Progress = Callable[[str], None]
 
@@ -86,65 +84,3 @@ def _progress(quiet: bool) -> Progress:
         if not quiet:
             print(f"alexbench report: {message}", file=sys.stderr, flush=True)
     return say
-
-
-def write_report(spec, out_dir: str | Path, *, results: Sequence[tuple[str, dict[str, Any]]] = (),
-                 variants: Sequence = (), diagram: bool = True, progress: Progress | None = None) -> list[Path]:
-    """Write the report for ``spec`` (a ModelSpec) into ``out_dir``; return the paths written,
-    report.md and report.html first. ``results``: (label, validated results document) pairs."""
-    from ..report.content import build_report
-    from ..report.html import render_html
-    from ..report.markdown import render_markdown
-    from ..report.model import gather_results
-
-    progress = progress or (lambda message: None)
-    gathered = gather_results(results, spec)
-    drawn = None
-    if diagram:
-        from ..report.diagram import diagram_svg, inline_svg
-
-        progress("drawing the architecture diagram with Graphviz")
-        standalone = diagram_svg(spec)
-        drawn = (inline_svg(standalone, "diagram", f"architecture of {spec.name}"), standalone)
-    report = build_report(spec, results=gathered, variants=variants, diagram=drawn)
-    files = {"report.md": render_markdown(report), "report.html": render_html(report)}
-    files.update({f.file: f.file_text or f.svg for f in report.figures()})
-    return _write_files(Path(out_dir), files, progress)
-
-
-def _write_files(out_dir: Path, files: dict[str, str], progress: Progress) -> list[Path]:
-    from ...spec.weights import atomic_write_bytes
-    from ..report.model import ReportError
-
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ReportError(f"-o {out_dir}: exists and is not a folder; expected a folder to write the report into")
-    written = []
-    for name, text in files.items():
-        if not OWN_FILE.match(name):  # names are made here; this keeps every write inside out_dir
-            raise AssertionError(f"refusing to write report file {name!r}")
-        path = out_dir / name
-        atomic_write_bytes(path, text.encode("utf-8"))
-        written.append(path)
-    for stale in out_dir.iterdir():
-        if OWN_FILE.match(stale.name) and stale.name not in files and stale.is_file():
-            stale.unlink()
-    progress(f"wrote {len(written)} files into {out_dir}")
-    return written
-
-
-def write_report_for_results(doc: dict[str, Any], out_dir: str | Path, spec=None, *,
-                             progress: Progress | None = None, label: str = "this run") -> list[Path]:
-    """The report of one compare or bench run (``alexbench compare --report DIR``). ``spec`` defaults
-    to the one the document names; it must be the spec the results were made with."""
-    if spec is None:
-        spec = spec_of_results(doc)
-    return write_report(spec, out_dir, results=[(label, doc)], progress=progress)
-
-
-def spec_of_results(doc: dict[str, Any]):
-    """Load the spec a results document was made with (by its recorded source)."""
-    from ...spec import load_spec
-
-    source = doc["spec"]["source"]
-    shipped = re.fullmatch(r"<shipped>/([A-Za-z0-9_.-]+)\.yaml", source)
-    return load_spec(shipped.group(1) if shipped else source)

@@ -4,39 +4,39 @@ float64 reference (output and every named layer), the pairwise matrix and the ve
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import Sequence
+
 import numpy as np
 
 from ...spec import ModelSpec
 from ..errors import ExitCode
+from ..results.model import CompareEntry, LayerDiff, OutputMetrics, Pairwise, Verdict
 from ..workers.runner import WorkerResult
-from .metrics import Agreement, Tolerance, agreement, topk_agreement
+from .metrics import Tolerance, agreement, first_divergence, layer_agreements, topk_agreement
 
 
-def failed_entry(name: str, stage: str, error: str) -> dict:
-    return {"name": name, "status": "failed", "stage": stage, "error": error, "stderr_tail": None,
-            "output_shape": None, "shape_ok": None, "param_count": None, "param_count_ok": None,
-            "metrics": None, "layers": [], "missing_layers": [], "first_divergent_layer": None}
+def failed_entry(name: str, stage: str, error: str) -> CompareEntry:
+    """A backend that never produced a result (its ONNX export failed, ...)."""
+    return CompareEntry(name=name, status="failed", stage=stage, error=error)
 
 
-def backend_entry(name: str, result: WorkerResult, spec: ModelSpec) -> dict:
+def backend_entry(name: str, result: WorkerResult, spec: ModelSpec) -> CompareEntry:
+    """How ``name``'s worker ended, checked against the spec; not yet judged against the reference."""
     if result.status != "ok":
-        entry = failed_entry(name, result.stage or "run", error_text(result))
-        entry["status"] = "unavailable" if result.status == "unavailable" else "failed"
-        entry["stderr_tail"] = result.stderr_tail or None
-        entry["timings_s"] = {"total": round(result.elapsed_s, 3)}
-        return entry
+        return CompareEntry(name=name, status="unavailable" if result.status == "unavailable" else "failed",
+                            stage=result.stage or "run", error=error_text(result),
+                            stderr_tail=result.stderr_tail or None, timings_s={"total": round(result.elapsed_s, 3)})
     r = result.result or {}
     shape = list(r.get("output_shape") or [])
     count = r.get("param_count")
-    return {
-        "name": name, "status": "ok", "stage": None, "error": None, "stderr_tail": None,
-        "output_shape": shape, "shape_ok": shape[1:] == list(spec.output_shape),
-        "param_count": count, "param_count_ok": count == spec.param_count or r.get("param_explained") is True,
-        "param_note": r.get("param_note"),
-        "metrics": None, "layers": [], "missing_layers": list(r.get("missing_layers") or []),
-        "first_divergent_layer": None, "environment": r.get("environment") or {},
-        "timings_s": {**{k: v for k, v in (r.get("timings_s") or {}).items()}, "total": round(result.elapsed_s, 3)},
-    }
+    return CompareEntry(
+        name=name, status="ok", output_shape=shape, shape_ok=shape[1:] == list(spec.output_shape),
+        param_count=count, param_count_ok=count == spec.param_count or r.get("param_explained") is True,
+        param_note=r.get("param_note"), missing_layers=list(r.get("missing_layers") or []),
+        environment=r.get("environment") or {},
+        timings_s={**(r.get("timings_s") or {}), "total": round(result.elapsed_s, 3)},
+    )
 
 
 def error_text(result: WorkerResult) -> str:
@@ -48,43 +48,51 @@ def error_text(result: WorkerResult) -> str:
     return result.error or f"worker failed (exit code {result.returncode})"
 
 
-def _layer_row(name: str, a: Agreement) -> dict:
-    j = a.to_json()
-    return {"name": name, "max_abs": j["max_abs"], "rel_l2": j["rel_l2"], "ok": a.ok, "min_atol": j["min_atol"]}
+@dataclass(frozen=True)
+class Judgement:
+    """The verdict of a compare run, and what it rests on: every entry judged, the pairwise matrix."""
+
+    backends: list[CompareEntry]
+    pairwise: Pairwise
+    verdict: Verdict
 
 
-def judge(doc: dict, spec: ModelSpec, outputs: dict, tol: Tolerance, rel_l2: float) -> None:
+def judge(entries: Sequence[CompareEntry], spec: ModelSpec, outputs: dict, tol: Tolerance,
+          rel_l2: float) -> Judgement:
+    """Judge every entry against the reference's outputs; the entries themselves are left as they are.
+
+    ``outputs``: backend name -> (output, {layer: array}) for every backend that ran."""
     ref = outputs.get("reference")
     order = [layer.name for layer in spec.layers]
-    mismatch = failed = False
-    for entry in doc["backends"]:
-        name = entry["name"]
-        if entry["status"] != "ok":
-            failed = True
+    judged = []
+    for entry in entries:
+        if entry.status != "ok" or ref is None or entry.name == "reference":
+            judged.append(entry)
             continue
-        if ref is None or name == "reference":
-            continue
-        out, layers = outputs[name]
-        a = agreement(ref[0], out, tol, rel_l2, names=("reference", name))
-        metrics = a.to_json()
-        metrics["top1"] = topk_agreement(ref[0], out, 1) if a.shape_ok else None
-        metrics["top5"] = topk_agreement(ref[0], out, 5) if a.shape_ok else None
-        entry["metrics"] = metrics
-        rows = [_layer_row(n, agreement(ref[1][n], layers[n], tol, rel_l2)) for n in order
-                if n in layers and n in ref[1]]
-        entry["layers"] = rows
-        entry["first_divergent_layer"] = next((row for row in rows if not row["ok"]), None)
-        bad = (not a.ok or not entry["shape_ok"] or not entry["param_count_ok"]
-               or entry["first_divergent_layer"] is not None)
-        if bad:
-            entry["status"] = "mismatch"
-            mismatch = True
-    doc["pairwise"] = pairwise({n: o[0] for n, o in outputs.items()})
+        judged.append(_judged(entry, ref, outputs[entry.name], order, tol, rel_l2))
+    mismatch = any(e.status == "mismatch" for e in judged)
+    failed = any(e.status in ("failed", "unavailable") for e in judged)
     code = ExitCode.MISMATCH if mismatch else ExitCode.BACKEND if failed else ExitCode.OK
-    doc["verdict"] = {"exit_code": int(code), "summary": verdict_text(doc, code)}
+    return Judgement(judged, pairwise({n: o[0] for n, o in outputs.items()}),
+                     Verdict(int(code), verdict_text(judged, spec.name, code)))
 
 
-def pairwise(outputs: dict[str, np.ndarray]) -> dict:
+def _judged(entry: CompareEntry, ref: tuple, got: tuple, order: list[str], tol: Tolerance,
+            rel_l2: float) -> CompareEntry:
+    (ref_out, ref_layers), (out, layers) = ref, got
+    a = agreement(ref_out, out, tol, rel_l2, names=("reference", entry.name))
+    metrics = OutputMetrics.from_agreement(a, top1=topk_agreement(ref_out, out, 1) if a.shape_ok else None,
+                                           top5=topk_agreement(ref_out, out, 5) if a.shape_ok else None)
+    per_layer = list(layer_agreements(order, ref_layers, layers, tol, rel_l2))
+    rows = [LayerDiff.from_agreement(d.layer, d.agreement) for d in per_layer]
+    divergence = first_divergence(per_layer)
+    first = None if divergence is None else LayerDiff.from_agreement(divergence.layer, divergence.agreement)
+    bad = not a.ok or not entry.shape_ok or not entry.param_count_ok or first is not None
+    return replace(entry, status="mismatch" if bad else entry.status, metrics=metrics, layers=rows,
+                   first_divergent_layer=first)
+
+
+def pairwise(outputs: dict[str, np.ndarray]) -> Pairwise:
     names = list(outputs)
     max_abs, rel = [], []
     for a in names:
@@ -100,18 +108,16 @@ def pairwise(outputs: dict[str, np.ndarray]) -> dict:
             row_rel.append(float(np.linalg.norm(x - y) / scale) if scale > 0 else 0.0)
         max_abs.append(row_abs)
         rel.append(row_rel)
-    return {"names": names, "max_abs": max_abs, "rel_l2": rel}
+    return Pairwise(names, max_abs, rel)
 
 
-def verdict_text(doc: dict, code: int) -> str:
-    entries = doc["backends"]
-    compared = [e for e in entries if e["name"] != "reference"]
-    ok = [e["name"] for e in compared if e["status"] == "ok"]
-    bad = [e["name"] for e in compared if e["status"] == "mismatch"]
-    failed = [e["name"] for e in entries if e["status"] in ("failed", "unavailable")]
-    spec = doc["spec"]["name"]
+def verdict_text(entries: Sequence[CompareEntry], spec_name: str, code: int) -> str:
+    compared = [e for e in entries if e.name != "reference"]
+    ok = [e.name for e in compared if e.status == "ok"]
+    bad = [e.name for e in compared if e.status == "mismatch"]
+    failed = [e.name for e in entries if e.status in ("failed", "unavailable")]
     if code == ExitCode.OK:
-        return f"PASS: {len(ok)} backends agree with the float64 reference on '{spec}' ({', '.join(ok)})"
+        return f"PASS: {len(ok)} backends agree with the float64 reference on '{spec_name}' ({', '.join(ok)})"
     parts = []
     if bad:
         parts.append("mismatch: " + ", ".join(bad))
@@ -119,4 +125,4 @@ def verdict_text(doc: dict, code: int) -> str:
         parts.append("failed: " + ", ".join(failed))
     if ok:
         parts.append("agree: " + ", ".join(ok))
-    return f"FAIL on '{spec}': " + "; ".join(parts)
+    return f"FAIL on '{spec_name}': " + "; ".join(parts)

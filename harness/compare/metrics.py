@@ -9,7 +9,7 @@ Shape is checked first, then dtype, then values; messages name both sides.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -88,15 +88,23 @@ class LayerDivergence:
     agreement: Agreement
 
 
+def layer_agreements(order: Sequence[str], ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray],
+                     tol: Tolerance, rel_l2_limit: float | None = None) -> Iterator[LayerDivergence]:
+    """Every layer present on both sides, in spec order, with its agreement (lazily)."""
+    for name in order:
+        if name in ref and name in got:
+            yield LayerDivergence(name, agreement(ref[name], got[name], tol, rel_l2_limit))
+
+
+def first_divergence(layers: Iterable[LayerDivergence]) -> LayerDivergence | None:
+    """The first of ``layers`` (from ``layer_agreements``) that is out of tolerance."""
+    return next((d for d in layers if not d.agreement.ok), None)
+
+
 def first_divergent_layer(order: Sequence[str], ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray],
                           tol: Tolerance, rel_l2_limit: float | None = None) -> LayerDivergence | None:
     """The first layer, in spec order, present on both sides that is out of tolerance."""
-    for name in order:
-        if name in ref and name in got:
-            a = agreement(ref[name], got[name], tol, rel_l2_limit)
-            if not a.ok:
-                return LayerDivergence(name, a)
-    return None
+    return first_divergence(layer_agreements(order, ref, got, tol, rel_l2_limit))
 
 
 def topk_agreement(ref: np.ndarray, got: np.ndarray, k: int) -> float:

@@ -1,35 +1,43 @@
 """The parity harness: run every backend on the same batch and judge it against the float64
 reference, layer by layer, and against each other.
 
-The harness owns files, clocks and tolerances; backends run in their own worker processes
-(``backends/runner.py``). ONNX exports come from the native backends' workers and are kept
-in the export cache, so a second run reuses them.
+The harness owns files, clocks and tolerances; backends run in their own worker processes,
+side by side where the machine allows (``workers/scheduler.py``). ONNX exports come from the
+native backends' workers and are kept in the export cache, so a second run reuses them; an ONNX
+run starts once its export is there.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from ...backends.onnx import cache as export_cache
-from ...backends.registry import backend_target, onnx_runners, onnx_source
+from ...backends.registry import backend_target, load_backend_class, onnx_runners, onnx_source
 from ...spec import canonical_weights, load_spec, load_weights, save_weights, weights_sha256
+from ...spec.files import atomic_write
 from ...spec.loader import resolve_spec_path
 from ..inputs import array_sha256, image_inputs, seeded_inputs
 from ..results.document import new_results
+from ..results.model import CompareDocument, InputsInfo, ToleranceInfo, WeightsInfo
 from ..workers.job import make_job
-from ..workers.runner import WorkerResult, run_worker
+from ..workers.runner import WorkerResult
+from ..workers.scheduler import Task, run_tasks, worker_limit
 from .judge import backend_entry, failed_entry, judge
 from .metrics import PROFILES, REL_L2_LIMIT, Tolerance
 
 Progress = Callable[[str], None]
+
+WORKER_BASE_BYTES = 1 << 30
+WEIGHT_COPIES = 6
 
 
 @dataclass
@@ -96,15 +104,24 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
     tol = cfg.tolerance()
     rel_l2 = REL_L2_LIMIT.get(cfg.profile, REL_L2_LIMIT["default"])
 
-    doc = new_results("compare", spec)
     w_sha = weights_sha256(weights)
-    doc["weights"] = {"source": weights_source, "sha256": w_sha}
-    doc["inputs"] = {"source": "files" if cfg.inputs else f"seeded normal, seed {cfg.seed}",
-                     "batch": int(x.shape[0]), "shape": list(x.shape), "sha256": array_sha256(x),
-                     "files": list(cfg.inputs)}
-    doc["tolerance"] = {"profile": cfg.profile, "atol": tol.atol, "rtol": tol.rtol, "rel_l2": rel_l2}
+    doc = new_results(
+        "compare", spec, weights=WeightsInfo(weights_source, w_sha),
+        inputs=InputsInfo("files" if cfg.inputs else f"seeded normal, seed {cfg.seed}", int(x.shape[0]),
+                          list(x.shape), array_sha256(x), list(cfg.inputs)),
+        tolerance=ToleranceInfo(cfg.profile, tol.atol, tol.rtol, rel_l2))
 
-    with _run_dir(cfg.save_dir) as run_dir:
+    entries: dict[str, object] = {}  # backend -> its entry, in the order workers finish
+    unsupported = _unsupported(order, spec)
+    for name, reason in unsupported.items():
+        entries[name] = _unsupported_entry(name, reason)
+        progress(f"{name}: unsupported, not run: {reason}")
+    planned = [n for n in order if n not in unsupported]
+    exporting = [n for n in planned if runners.get(n) in planned]
+
+    with _run_dir(cfg.save_dir) as run_dir, ThreadPoolExecutor(1) as pool:
+        # The cache checks hash each cached file: on another core, while this one writes the weights.
+        lookups = {n: pool.submit(export_cache.lookup, n, spec, w_sha, cfg.cache_dir) for n in exporting}
         spec_path = run_dir / "spec.yaml"
         shutil.copyfile(resolve_spec_path(cfg.spec), spec_path)
         weights_path = run_dir / "weights.safetensors"
@@ -116,31 +133,49 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         outputs: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
         saved: dict[str, dict] = {}  # backend -> its .npy files, relative to the run dir
         exports: dict[str, dict] = {}
-        for index, name in enumerate(order, 1):
+        counts = {"started": 0, "ended": 0}
+
+        def job_for(name: str, **job_kwargs) -> Path:
+            return make_job(run_dir / name, name, spec_path, weights_path, input_path, layer_names, **job_kwargs)
+
+        def onnx_job(name: str, source: str) -> Path | None:
+            if "path" not in exports.get(source, {}):
+                reason = exports.get(source, {}).get("error") or f"backend '{source}' did not produce an export"
+                entries[name] = failed_entry(name, "export", f"ONNX export from '{source}' failed: {reason}")
+                counts["ended"] += 1
+                progress(f"{name}: failed, no export to run ({counts['ended']}/{len(planned)} done)")
+                return None
+            return job_for(name, onnx_path=exports[source]["path"])
+
+        tasks: list[Task] = []
+        export_targets: dict[str, Path] = {}
+        for name in planned:
+            source = onnx_source(name)
+            on_event = partial(_stage_progress, progress, name)
+            if source is not None:
+                # On a cache hit the export is already there; otherwise wait for the worker that makes it.
+                after = () if "path" in exports.get(source, {}) or source not in planned else (source,)
+                tasks.append(Task(name, lambda n=name, s=source: onnx_job(n, s), after, cfg.timeout_s, on_event))
+                continue
             job_kwargs = {}
-            export_target = None
-            if runners.get(name) in order:
-                cached = export_cache.lookup(name, spec, w_sha, cfg.cache_dir)
+            if name in lookups:
+                cached = lookups[name].result()
                 if cached is not None:
                     exports[name] = {"path": str(cached.path), "info": cached.info, "cache_hit": True}
                     progress(f"{name}: ONNX export found in the cache ({cached.path.name})")
                 else:
-                    export_target = run_dir / name / f"{name}.onnx"
-                    job_kwargs["export_onnx"] = str(export_target)
-            source = onnx_source(name)
-            if source is not None:
-                if "path" not in exports.get(source, {}):
-                    reason = exports.get(source, {}).get("error") or f"backend '{source}' did not produce an export"
-                    error = f"ONNX export from '{source}' failed: {reason}"
-                    doc["backends"].append(failed_entry(name, "export", error))
-                    continue
-                job_kwargs["onnx_path"] = exports[source]["path"]
-            job_dir = make_job(run_dir / name, name, spec_path, weights_path, input_path, layer_names, **job_kwargs)
-            progress(f"[{index}/{len(order)}] {name}: starting")
-            started = time.perf_counter()
-            result = run_worker(job_dir, cfg.timeout_s, on_event=lambda event, n=name: _stage_progress(
-                progress, n, event))
-            progress(f"[{index}/{len(order)}] {name}: {result.status} in {time.perf_counter() - started:.1f} s")
+                    export_targets[name] = run_dir / name / f"{name}.onnx"
+                    job_kwargs["export_onnx"] = str(export_targets[name])
+            tasks.append(Task(name, lambda n=name, kw=job_kwargs: job_for(n, **kw), (), cfg.timeout_s, on_event))
+
+        def started(name: str, worker) -> None:
+            counts["started"] += 1
+            progress(f"[{counts['started']}/{len(planned)}] {name}: starting")
+
+        def finished(name: str, result: WorkerResult) -> None:
+            counts["ended"] += 1
+            progress(f"{name}: {result.status} in {result.elapsed_s:.1f} s ({counts['ended']}/{len(planned)} done)")
+            export_target = export_targets.get(name)
             export_error = (result.result or {}).get("export_error")
             if export_error:
                 exports[name] = {"error": export_error}
@@ -150,17 +185,59 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
                 exports[name] = {"path": str(stored), "info": info, "cache_hit": False}
             entry = backend_entry(name, result, spec)
             if result.status == "ok":
-                outputs[name] = _load_outputs(job_dir, result)
-                saved[name] = _saved_paths(run_dir, job_dir, result)
+                outputs[name] = _load_outputs(result.job_dir, result)
+                saved[name] = _saved_paths(run_dir, result.job_dir, result)
                 if "path" in exports.get(name, {}):
-                    entry["onnx"] = {k: v for k, v in exports[name].items() if k != "path"} | {
+                    entry.onnx = {k: v for k, v in exports[name].items() if k != "path"} | {
                         "file": Path(exports[name]["path"]).name}
-            doc["backends"].append(entry)
+            entries[name] = entry
 
-        judge(doc, spec, outputs, tol, rel_l2)
+        # A worker that others wait for (an export to make) starts first: it is on the longest path.
+        waited_for = {d for task in tasks for d in task.after}
+        tasks.sort(key=lambda task: task.name not in waited_for)
+        run_tasks(tasks, worker_limit(_worker_bytes(spec)), on_start=started, on_done=finished)
+        # Plan order, whatever order the workers ended in (the pairwise matrix follows ``outputs``).
+        doc.backends.extend(entries[name] for name in order)
+        outputs = {name: outputs[name] for name in order if name in outputs}
+        saved = {name: saved[name] for name in order if name in saved}
+
+        doc.record(judge(doc.backends, spec, outputs, tol, rel_l2))
+        if unsupported:  # not a failure, but the summary must say what was not compared
+            doc.verdict = replace(doc.verdict, summary=doc.verdict.summary + "; unsupported: " + ", ".join(
+                f"{name} ({reason})" for name, reason in unsupported.items()))
         if cfg.save_dir:
             _write_manifest(run_dir, doc, saved)
-    return doc
+    return doc.to_json()
+
+
+def _unsupported(order: list[str], spec) -> dict[str, str]:
+    """Backend -> why it cannot run ``spec``, from what its class declares; an ONNX runner whose
+    source backend is unsupported has no export to run."""
+    found: dict[str, str] = {}
+    for name in order:
+        try:
+            cls = load_backend_class(name)
+        except Exception:  # a plugin that cannot be imported here: its worker reports why
+            continue
+        reason = cls.unsupported_reason(spec)
+        source = cls.onnx_source
+        if reason is None and source in found:
+            reason = f"runs the ONNX export of '{source}': {found[source]}"
+        if reason is not None:
+            found[name] = reason
+    return found
+
+
+def _unsupported_entry(name: str, reason: str):
+    entry = failed_entry(name, "build", reason)
+    entry.status = "unsupported"
+    return entry
+
+
+def _worker_bytes(spec) -> int:
+    """A worker's peak memory, estimated: a framework's own footprint plus a few copies of the weights
+    (file, framework tensors, export or session)."""
+    return WORKER_BASE_BYTES + WEIGHT_COPIES * 4 * spec.param_count
 
 
 def _stage_progress(progress: Progress, name: str, event: dict) -> None:
@@ -182,10 +259,10 @@ def _saved_paths(run_dir: Path, job_dir: Path, result: WorkerResult) -> dict:
             "layers": {n: str(rel / path) for n, path in (r.get("layers") or {}).items()}}
 
 
-def _write_manifest(run_dir: Path, doc: dict, saved: dict) -> None:
+def _write_manifest(run_dir: Path, doc: CompareDocument, saved: dict) -> None:
     """Tell a plain NumPy script where everything is (see docs/results.md)."""
     import json
 
     manifest = {"spec": "spec.yaml", "weights": "weights.safetensors", "input": "input.npy",
-                "tolerance": doc["tolerance"], "backends": saved}
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+                "tolerance": doc.tolerance.to_json(), "backends": saved}
+    atomic_write(run_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")

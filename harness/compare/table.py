@@ -53,6 +53,8 @@ def render_compare(doc: dict) -> str:
     for e in doc["backends"]:
         if e["status"] == "mismatch":
             details.append(f"{e['name']}: " + _mismatch_text(e, spec))
+        elif e["status"] == "unsupported":  # declared by the backend: no worker ran, nothing to tail
+            details.append(f"{e['name']}: unsupported, not run: {e.get('error')}")
         elif e["status"] in ("failed", "unavailable"):
             details.append(f"{e['name']}: {e['status']} during {e.get('stage') or 'run'}: {e.get('error')}")
             tail = (e.get("stderr_tail") or "").strip().splitlines()[-6:]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ... import __version__
 from ...spec import ModelSpec, fmt_shape
+from ...version import __version__
 from .blocks import Block, Cell, Columns, Facts, Figure, Para, Report, Section, Table
 from .markup import fmt_int
 from .model import Results, Run, align_layers, key_attrs, layer_rows

@@ -7,18 +7,17 @@ from __future__ import annotations
 import re
 import shutil
 
-from ...spec import ModelSpec, fmt_shape
+from ...spec import OPS, ModelSpec, fmt_shape
 from .markup import esc, fmt_int
 from .model import ReportError, key_attrs
 
 INSTALL_HINT = ("install Graphviz: apt-get install graphviz (Debian/Ubuntu), brew install graphviz (macOS), "
                 "conda install graphviz; or pass --no-diagram")
 
-# Header colour per op family (light, so black text stays readable in print).
-OP_COLORS = {
-    "conv2d": "#c6dbef", "linear": "#fdd0a2", "maxpool2d": "#c7e9c0", "avgpool2d": "#c7e9c0",
-    "adaptive_avgpool2d": "#c7e9c0", "lrn": "#dadaeb", "batchnorm2d": "#dadaeb", "relu": "#f0f0f0",
-    "softmax": "#f0f0f0", "dropout": "#fde0ef", "flatten": "#fff5b1",
+# Header colour per op family (spec/ops.py; light, so black text stays readable in print).
+FAMILY_COLORS = {
+    "convolution": "#c6dbef", "dense": "#fdd0a2", "pooling": "#c7e9c0", "normalization": "#dadaeb",
+    "activation": "#f0f0f0", "regularization": "#fde0ef", "reshape": "#fff5b1",
 }
 FONT = "Helvetica,Arial,sans-serif"
 
@@ -37,7 +36,7 @@ def check_graphviz() -> None:
 
 def _label(title: str, op: str, attrs: str, shapes: list[tuple[str, str]], params: int) -> str:
     """A Graphviz HTML-like label (escaped like HTML)."""
-    color = OP_COLORS.get(op, "#eeeeee")
+    color = FAMILY_COLORS[OPS[op].family] if op else "#eeeeee"  # the input box has no op
     head = f"<B>{esc(title)}</B>" + (f"&#160;({esc(op)})" if op else "")  # Graphviz trims plain spaces
     rows = [f'<TR><TD COLSPAN="{len(shapes)}" BGCOLOR="{color}">{head}</TD></TR>']
     if attrs or params:

@@ -1,7 +1,8 @@
 """The results file: one versioned JSON document per compare or bench run.
 
 The schema (``results_schema.json``, documented in docs/results.md) is the contract for CI
-gates and reports. Files are validated before they are written, and written atomically.
+gates and reports. Files are validated before they are written, and written atomically. The
+typed form of a document is in ``model.py``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ... import __version__
 from ...spec import ModelSpec
-from ...spec.weights import atomic_write_bytes
+from ...spec.files import atomic_write
+from ...version import __version__
 from ..environment import environment
+from .model import SCHEMA_ID, BenchDocument, CompareDocument, Document, ResultsDocument
 
-SCHEMA_ID = "alexbench.results/1"
+__all__ = ["SCHEMA_ID", "load_schema", "new_results", "read_document", "read_results", "results_json",
+           "spec_summary", "validate_results", "write_results"]
 
 
 def load_schema() -> dict:
@@ -31,17 +34,12 @@ def validate_results(doc: dict) -> None:
     jsonschema.validate(doc, load_schema())
 
 
-def new_results(kind: str, spec: ModelSpec) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA_ID,
-        "kind": kind,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "alexbench_version": __version__,
-        "environment": environment(),
-        "spec": spec_summary(spec),
-        "backends": [],
-        "verdict": {"exit_code": 0, "summary": ""},
-    }
+def new_results(kind: str, spec: ModelSpec, **sections: Any) -> Document:
+    """A new document of ``kind`` ("compare" or "bench") for ``spec``, made now on this machine, with
+    no backends yet; ``sections``: its other fields (weights, inputs, tolerance; bench)."""
+    cls = {"compare": CompareDocument, "bench": BenchDocument}[kind]
+    return cls(created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), alexbench_version=__version__,
+               environment=environment(), spec=spec_summary(spec), **sections)
 
 
 def spec_summary(spec: ModelSpec) -> dict[str, Any]:
@@ -57,10 +55,19 @@ def spec_summary(spec: ModelSpec) -> dict[str, Any]:
     }
 
 
-def write_results(doc: dict, path: str | Path) -> Path:
+def results_json(doc: dict | ResultsDocument) -> str:
+    """The file's text: 2-space JSON, no NaN, a final newline."""
+    if isinstance(doc, ResultsDocument):
+        doc = doc.to_json()
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+
+
+def write_results(doc: dict | ResultsDocument, path: str | Path) -> Path:
+    if isinstance(doc, ResultsDocument):
+        doc = doc.to_json()
     validate_results(doc)
     path = Path(path)
-    atomic_write_bytes(path, (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode("utf-8"))
+    atomic_write(path, results_json(doc))
     return path
 
 
@@ -79,3 +86,8 @@ def read_results(path: str | Path) -> dict:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
         raise ValueError(f"{path}: not an alexbench results file: at {where}: {exc.message}") from None
     return doc
+
+
+def read_document(path: str | Path) -> Document:
+    """``read_results``, typed: a CompareDocument or a BenchDocument."""
+    return ResultsDocument.from_json(read_results(path))

@@ -29,6 +29,7 @@ from typing import IO, Any, Iterator
 import numpy as np
 
 from ...backends.base import OPSET, BackendUnavailable, RunOutput
+from ...spec.files import atomic_write
 
 
 class StageFailed(Exception):
@@ -41,12 +42,6 @@ def _new_result() -> dict[str, Any]:
     return {"status": "ok", "stage": None, "error": None, "error_type": None, "param_count": None,
             "param_note": None, "output": None, "output_shape": None, "layers": {}, "missing_layers": [],
             "environment": {}, "timings_s": {}, "export": None, "pid": os.getpid()}
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
 
 
 def _events_stream() -> IO[str]:
@@ -96,7 +91,7 @@ class Worker:
         except Exception as exc:  # job.json unreadable: not a stage of the backend
             traceback.print_exc(file=sys.stderr)
             self.result.update(status="error", stage=None, error=f"bad job: {exc}", error_type=type(exc).__name__)
-        _write_json_atomic(self.job_dir / "result.json", self.result)
+        atomic_write(self.job_dir / "result.json", json.dumps(self.result, indent=1, default=str))
         self.emit("done", status=self.result["status"], stage=self.result["stage"])
         return 0 if self.result["status"] == "ok" else 1
 

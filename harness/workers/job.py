@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
+
+from ...spec.files import atomic_write
 
 
 def make_job(job_dir: str | Path, backend: str, spec_path: str | Path, weights_path: str | Path,
@@ -29,7 +30,5 @@ def make_job(job_dir: str | Path, backend: str, spec_path: str | Path, weights_p
         "options": dict(options or {}),
         "env": dict(env or {}),
     }
-    tmp = job_dir / ".job.json.tmp"
-    tmp.write_text(json.dumps(job, indent=1))
-    os.replace(tmp, job_dir / "job.json")
+    atomic_write(job_dir / "job.json", json.dumps(job, indent=1))
     return job_dir

@@ -15,8 +15,9 @@ import pytest
 
 from alexbench.backends.base import RunOutput
 from alexbench.backends.keras import layouts
-from alexbench.backends.keras.backend import KerasBackend, import_keras
+from alexbench.backends.keras.backend import KerasBackend
 from alexbench.backends.keras.lowering import keras_model_from_spec, load_keras_model
+from alexbench.backends.keras.runtime import import_keras
 from alexbench.backends.layouts import activation_to_canonical, nchw_to_nhwc
 from alexbench.backends.reference.backend import reference_forward
 from alexbench.backends.registry import load_backend_class
@@ -27,7 +28,7 @@ from alexbench.harness.workers.runner import run_worker
 from alexbench.spec import canonical_weights, load_spec, parse_spec, save_weights
 from alexbench.spec.ops import adaptive_bins
 
-keras = import_keras("tensorflow")  # before keras_layers, which imports keras
+keras = import_keras("tensorflow")  # before the Keras backend's layers, which import keras
 from alexbench.backends.keras import layers as keras_layers  # noqa: E402
 from alexbench.backends.keras import lowering  # noqa: E402
 

@@ -3,7 +3,7 @@ checker and strict shape inference with a symbolic batch, their parameters are a
 their layers are mapped; checks catch planted defects; what an exporter cannot handle is a
 clear ExportFailed with the exporter's own message.
 
-Exports are shared through one on-disk cache for the whole session (test_backend_onnxrt.py
+Exports are shared through one on-disk cache for the whole session (tests/backends/onnxrt
 points at the same directory), so each (spec, exporter) is exported once."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _id(spec: str) -> str:
 
 @pytest.fixture(scope="session")
 def onnx_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.getbasetemp() / "onnx-export-cache"  # shared with test_backend_onnxrt.py
+    return tmp_path_factory.getbasetemp() / "onnx-export-cache"  # shared with tests/backends/onnxrt
 
 
 def _export(kind: str, spec_ref: str, cache: Path):
@@ -129,8 +129,8 @@ def test_torch_exporter_that_cannot_convert_an_op_gives_its_reason(tmp_path):
 def test_keras_op_tf2onnx_cannot_convert_is_named(tmp_path):
     """Keras' own Conv2D(groups=2) runs inside an XLA function; tf2onnx leaves a PartitionedCall
     it cannot convert (why the Keras model splits grouped convolutions): named, not a crash."""
-    from alexbench.backends.keras.backend import import_keras
     from alexbench.backends.keras.export import export_keras_model
+    from alexbench.backends.keras.runtime import import_keras
 
     keras = import_keras("tensorflow")
     spec = load_spec(SPECS_DIR / "ops-conv-groups.yaml")

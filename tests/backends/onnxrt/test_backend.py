@@ -3,7 +3,7 @@ and batch 3 through one file (the batch axis is dynamic), output and every mappe
 the native backends' tolerances of the float64 reference; planted bugs caught at their layer;
 providers recorded; an export that fails is a reported error, not a crash.
 
-Exports come from the session's on-disk cache shared with test_onnx_export.py."""
+Exports come from the session's on-disk cache shared with tests/backends/onnx."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ EXPECTED_MISSING = {("torch", "ops-pool-norm"): {"conv1"}}  # fused into bn1 by 
 
 @pytest.fixture(scope="session")
 def onnx_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.getbasetemp() / "onnx-export-cache"  # shared with test_onnx_export.py
+    return tmp_path_factory.getbasetemp() / "onnx-export-cache"  # shared with tests/backends/onnx
 
 
 _REFERENCE: dict[str, tuple] = {}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from alexbench.backends.registry import load_backend_class
 from alexbench.harness.bench.method import Method, summarize, time_step
-from alexbench.harness.bench.peak import cpu_flops_per_cycle, gpu_theoretical
+from alexbench.harness.bench.peak import backend_matmuls, cpu_flops_per_cycle, gpu_theoretical, measure_matmul_peak
 from alexbench.harness.bench.run import BenchConfig, BenchError, plan_jobs, resolve_device
 from alexbench.harness.workers.bench_entry import skip_reason
 
@@ -131,3 +134,68 @@ def test_cpu_theoretical_peak_states_its_clock_and_basis():
     assert clock is None or clock > 0  # x86-64 Linux: the add chain ran and counted 4n adds
     measured = cpu_theoretical(2)
     assert ("measured with a dependent-add chain" in measured["basis"]) == (clock is not None)
+
+
+ALL_PRECISIONS = ("float32", "tf32", "float16", "bfloat16")
+ORT_REASON = "ONNX Runtime always optimises the graph (level ALL): no separate variant"
+
+
+@pytest.mark.parametrize("name, precisions, compiled, no_compiled", [
+    ("torch", ALL_PRECISIONS, "torch.compile", None),
+    ("keras", ALL_PRECISIONS, "XLA (jit_compile=True)", None),
+    ("keras-torch", ALL_PRECISIONS, "torch.compile", None),
+    ("keras-jax", ALL_PRECISIONS, None,
+     "keras-jax always runs jax.jit-compiled: its plain rows are the compiled ones"),
+    ("onnx-torch", ("float32",), None, ORT_REASON),
+    ("onnx-keras", ("float32",), None, ORT_REASON),
+    ("null", ALL_PRECISIONS, None, "nothing to compile"),
+    ("reference", ("float32",), None, "no compiled variant known for this backend"),
+])
+def test_backends_declare_what_the_bench_runs(name, precisions, compiled, no_compiled):
+    """The declarations the harness reads instead of a table of names (same values and skip reasons
+    as the results written before the move); loading a class imports no framework."""
+    cls = load_backend_class(name)
+    assert cls.bench_precisions == precisions
+    assert cls.compiled_variant == compiled
+    if compiled is None:
+        assert cls.no_compiled_reason == no_compiled
+        assert skip_reason(name, "cuda", "float32", True) == no_compiled
+    assert cls.computes_nothing == (name == "null")
+
+
+def test_each_matmul_implementation_is_tried_once():
+    offered = [name for name, _ in backend_matmuls()]
+    assert offered == ["torch", "onnx-torch"]  # onnx-keras runs the same ONNX Runtime matmul
+
+
+def test_cpu_matmul_peak_tries_every_library_and_the_fastest_counts():
+    peak = measure_matmul_peak("cpu", "float32", 1, Method(warmup=1, min_time_s=0.0, min_reps=2), n=64)
+    assert {library.split()[0] for library in peak["libraries"]} == {"torch", "numpy", "onnxruntime"}
+    assert peak["library"] == max(peak["libraries"], key=lambda k: peak["libraries"][k]["gflops"])
+    assert peak["n"] == 64 and peak["threads"] == 1 and peak["gflops"] > 0
+    with pytest.raises(ValueError, match="on CUDA devices only"):
+        measure_matmul_peak("cpu", "bfloat16", 1, Method(), n=64)
+
+
+def test_torch_half_precision_step_casts_model_and_input():
+    """bfloat16 is the torch backend's business now (bench_step), on the CPU too."""
+    import torch
+
+    from alexbench.spec import canonical_weights, load_spec
+
+    spec = load_spec(str(Path(__file__).resolve().parents[2] / "specs" / "ops-conv-groups.yaml"))
+    backend = load_backend_class("torch")(options={"device": "cpu"})
+    backend.build(spec, canonical_weights(spec, 0))
+    threads = torch.get_num_threads()
+    try:
+        assert backend.prepare_bench("float32", False, "cpu", 1) == "eager"
+        assert torch.get_num_threads() == 1 and backend.threads_seen() == {"torch": 1}
+    finally:  # this process' other tests keep their pool
+        torch.set_num_threads(threads)
+    x = np.random.default_rng(0).standard_normal((2, *spec.input_shape), dtype=np.float32)
+    # Only staged here: torch's CPU LRN has no bfloat16 kernel (CUDA has).
+    backend.bench_step(x, "cpu", "bfloat16")
+    assert {p.dtype for p in backend.model.parameters()} == {torch.bfloat16}
+    out = backend.bench_step(x, "cpu")()  # float32 again, as built
+    assert {p.dtype for p in backend.model.parameters()} == {torch.float32} and out.dtype == torch.float32
+    assert np.allclose(out.numpy(), backend.run(x).output, rtol=1e-5, atol=1e-5)

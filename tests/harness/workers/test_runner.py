@@ -117,7 +117,7 @@ def test_missing_framework_is_unavailable_with_the_install_hint(job_files, tmp_p
     assert (declared.status, declared.stage) == ("unavailable", "import")
     assert declared.error == ("backend 'planted-missing' needs alexbench_absent_framework: "
                               "pip install 'alexbench[absent]'")
-    # A module that imports its framework at the top (as backend_torch does) gets the same line.
+    # A module that imports its framework at the top (as a framework package's lowering module does) gets the same line.
     assert (imported.status, imported.stage) == ("unavailable", "import")
     assert imported.error == ("backend 'planted-import' needs alexbench_absent_framework: "
                               "pip install alexbench_absent_framework")

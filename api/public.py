@@ -1,0 +1,228 @@
+"""``alexbench.compare``, ``alexbench.bench`` and ``alexbench.report``: the command line's three runs as
+functions (docs/api.md).
+
+Arguments are checked before anything runs; a bad one raises ``UsageError`` with one line saying
+what was received and what would be valid. The harness modules are imported inside the functions,
+so ``import alexbench`` stays cheap (no framework, not even numpy).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from os import PathLike
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, Union
+
+from .harness.errors import UsageError
+from .harness.results.model import BenchDocument, CompareDocument, ResultsDocument
+
+CompareResult = CompareDocument
+BenchResult = BenchDocument
+
+Progress = Callable[[str], None]
+PathArg = Union[str, PathLike]
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def compare(spec: Any = "alexnet", backends: Sequence[str] | str = ("torch", "keras"), *, onnx: bool = True,
+            weights: PathArg | None = None, seed: int = 0, batch: int = 4, inputs: Sequence[PathArg] | None = None,
+            profile: str = "default", atol: float | None = None, rtol: float | None = None, layers: bool = True,
+            timeout_s: float = 600, save_dir: PathArg | None = None, cache_dir: PathArg | None = None,
+            progress: Progress | None = None) -> CompareResult:
+    """Run the float64 reference and every backend (plus the ONNX runs of their exports when ``onnx``)
+    on one batch with the same weights and judge them; what ``alexbench compare`` does.
+
+    Returns the results document, typed: ``.ok`` (exit code 0), ``.exit_code`` (0 agree, 1 mismatch,
+    3 a backend failed), ``.verdict``, ``.backends``, ``.to_json()``. A backend that fails or
+    disagrees is in the result, not an exception."""
+    from .harness.compare.metrics import PROFILES
+
+    names = _backend_names(backends)
+    _int("seed", seed, 0)
+    _int("batch", batch, 1)
+    if profile not in PROFILES:
+        raise UsageError(f"profile: unknown {profile!r}; expected one of {', '.join(sorted(PROFILES))}")
+    for what, value in (("atol", atol), ("rtol", rtol)):
+        if value is not None:
+            _number(what, value, 0.0)
+    _number("timeout_s", timeout_s, 0.0, strict=True)
+    files = [str(_path("inputs", p)) for p in ([] if inputs is None else _sequence("inputs", inputs))]
+    progress = _progress(progress)
+
+    from .backends.registry import UnknownBackend
+    from .harness.compare.run import CompareConfig, run_compare
+    from .harness.inputs import InputError
+    from .spec import SpecError
+
+    cfg = CompareConfig(spec=_spec_arg(spec), backends=names, onnx=bool(onnx), weights=_opt_path("weights", weights),
+                        seed=seed, batch=batch, inputs=files, profile=profile, atol=atol, rtol=rtol,
+                        layers=bool(layers), timeout_s=float(timeout_s), save_dir=_opt_path("save_dir", save_dir),
+                        cache_dir=_opt_path("cache_dir", cache_dir))
+    try:
+        doc = run_compare(cfg, progress)
+    except (UnknownBackend, InputError, SpecError) as exc:
+        raise UsageError(str(exc)) from exc
+    return CompareDocument.from_json(doc)
+
+
+def bench(spec: Any = "alexnet-owt", backends: Sequence[str] | str = ("torch", "keras", "onnx-torch", "onnx-keras"),
+          *, batch_sizes: Sequence[int] = (1, 8, 64), device: str = "auto", precisions: Sequence[str] = ("float32",),
+          compiled: str | None = None, warmup: int | None = None, min_time_s: float | None = None,
+          min_reps: int | None = None, threads: int | None = None, seed: int = 0, weights: PathArg | None = None,
+          timeout_s: float = 900, cache_dir: PathArg | None = None, overhead: bool = True, peak: bool = True,
+          peak_n: int | None = None, progress: Progress | None = None) -> BenchResult:
+    """Time every backend at every batch size on one device; what ``alexbench bench`` does.
+
+    ``warmup``/``min_time_s``/``min_reps``: the timing method (None: its default). ``device``: auto,
+    cpu, cuda or cuda:N; cuda on a machine without a GPU is a UsageError. Returns the typed results
+    document: ``.ok``, ``.exit_code`` (0, or 3 when a backend or a batch size failed), ``.rows``."""
+    from .harness.bench.method import Method
+    from .harness.bench.run import PRECISIONS
+
+    names = _backend_names(backends)
+    sizes = [_int("batch_sizes", b, 1) for b in _sequence("batch_sizes", batch_sizes)]
+    if not sizes:
+        raise UsageError("batch_sizes: empty; expected integers >= 1 such as (1, 8, 64)")
+    wanted = [str(p) for p in _sequence("precisions", precisions)]
+    unknown = [p for p in wanted if p not in PRECISIONS]
+    if unknown or not wanted:
+        raise UsageError(f"precisions: unknown {', '.join(map(repr, unknown)) or '(none given)'}; "
+                         f"expected some of {', '.join(PRECISIONS)}")
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise UsageError(f"device: expected auto, cpu, cuda or cuda:N; received {device!r}")
+    if compiled not in (None, "also", "only"):
+        raise UsageError(f"compiled: expected None, 'also' or 'only'; received {compiled!r}")
+    default = Method()
+    method = Method(warmup=default.warmup if warmup is None else _int("warmup", warmup, 0),
+                    min_time_s=default.min_time_s if min_time_s is None else _number("min_time_s", min_time_s, 0.0),
+                    min_reps=default.min_reps if min_reps is None else _int("min_reps", min_reps, 1))
+    for what, value in (("threads", threads), ("peak_n", peak_n)):
+        if value is not None:
+            _int(what, value, 1)
+    _int("seed", seed, 0)
+    _number("timeout_s", timeout_s, 0.0, strict=True)
+    progress = _progress(progress)
+
+    from .backends.registry import UnknownBackend
+    from .harness.bench.run import BenchConfig, BenchError, run_bench
+    from .spec import SpecError
+
+    cfg = BenchConfig(spec=_spec_arg(spec), backends=tuple(dict.fromkeys(names)),
+                      batch_sizes=tuple(sorted(dict.fromkeys(sizes))), device=device,
+                      precisions=tuple(dict.fromkeys(wanted)), compiled=compiled, method=method, threads=threads,
+                      seed=seed, weights=_opt_path("weights", weights), timeout_s=float(timeout_s),
+                      cache_dir=_opt_path("cache_dir", cache_dir), overhead=bool(overhead), peak=bool(peak),
+                      peak_n=peak_n)
+    try:
+        doc = run_bench(cfg, progress)
+    except (BenchError, UnknownBackend, SpecError) as exc:
+        raise UsageError(str(exc)) from exc
+    return BenchDocument.from_json(doc)
+
+
+def report(spec: Any, out_dir: PathArg, results: Iterable[ResultsDocument | dict | PathArg] = (), *,
+           variants: Sequence[Any] = (), diagram: bool = True, progress: Progress | None = None) -> list[Path]:
+    """Write report.md, report.html and their SVG files for ``spec`` into ``out_dir``; what
+    ``alexbench report`` does. Returns the paths written, report.md and report.html first.
+
+    ``results``: compare/bench results (what ``compare``/``bench`` return, their ``to_json()``,
+    or files written with ``--json``), all made with ``spec``; ``variants``: specs to diff
+    against. ``diagram`` needs Graphviz's ``dot``; without it this raises UsageError."""
+    from .harness.report.write import write_report
+    from .harness.results.document import read_results, validate_results
+    from .spec import ModelSpec, SpecError, load_spec
+
+    if not isinstance(out_dir, (str, PathLike)):
+        raise UsageError(f"out_dir: expected a folder path; received {out_dir!r}")
+    progress = _progress(progress)
+    docs = []
+    for i, item in enumerate(_sequence("results", results), 1):
+        if isinstance(item, ResultsDocument):
+            docs.append((f"{item.kind} run {i}", item.to_json()))
+        elif isinstance(item, dict):
+            try:
+                validate_results(item)
+            except Exception as exc:  # jsonschema.ValidationError: imported lazily
+                raise UsageError(f"results[{i - 1}]: not an alexbench results document: {exc}") from exc
+            docs.append((f"{item.get('kind')} run {i}", item))
+        elif isinstance(item, (str, PathLike)):
+            try:
+                docs.append((str(item), read_results(item)))
+            except ValueError as exc:
+                raise UsageError(str(exc)) from exc
+        else:
+            raise UsageError(f"results[{i - 1}]: expected a results document, a dict or a file path; "
+                             f"received {type(item).__name__}")
+    try:
+        model = spec if isinstance(spec, ModelSpec) else load_spec(_spec_arg(spec))
+        others = [v if isinstance(v, ModelSpec) else load_spec(_spec_arg(v)) for v in _sequence("variants", variants)]
+    except SpecError as exc:
+        raise UsageError(str(exc)) from exc
+    if diagram:  # fail before any work
+        from .harness.report.diagram import check_graphviz
+
+        check_graphviz()
+    return write_report(model, out_dir, results=docs, variants=others, diagram=bool(diagram), progress=progress)
+
+
+# ---- argument checks: each raises UsageError naming the argument, what it got and what is valid ----
+
+
+def _int(what: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{what}: expected an integer >= {minimum}; received {value!r}")
+    return value
+
+
+def _number(what: str, value: Any, minimum: float, strict: bool = False) -> float:
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+          and (value > minimum if strict else value >= minimum))
+    if not ok:
+        raise UsageError(f"{what}: expected a number {'>' if strict else '>='} {minimum:g}; received {value!r}")
+    return float(value)
+
+
+def _sequence(what: str, value: Any) -> list:
+    if isinstance(value, (str, bytes, PathLike, dict)) or not isinstance(value, Iterable):
+        raise UsageError(f"{what}: expected a list; received {value!r}")
+    return list(value)
+
+
+def _backend_names(backends: Any) -> list[str]:
+    from .backends.registry import UnknownBackend, backend_target
+
+    names = [n.strip() for n in backends.split(",") if n.strip()] if isinstance(backends, str) else \
+        _sequence("backends", backends)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise UsageError(f"backends: expected backend names such as ['torch', 'keras']; received {backends!r}")
+    for name in names:
+        try:
+            backend_target(name)
+        except UnknownBackend as exc:
+            raise UsageError(f"backends: {exc}") from exc
+    return names
+
+
+def _spec_arg(spec: Any) -> str:
+    if not isinstance(spec, (str, PathLike)):
+        raise UsageError(f"spec: expected a shipped spec's name or a .yaml path; received {spec!r}")
+    return str(spec)
+
+
+def _path(what: str, value: Any) -> Path:
+    if not isinstance(value, (str, PathLike)):
+        raise UsageError(f"{what}: expected a file path; received {value!r}")
+    return Path(value)
+
+
+def _opt_path(what: str, value: Any) -> str | None:
+    return None if value is None else str(_path(what, value))
+
+
+def _progress(progress: Any) -> Progress:
+    if progress is None:
+        return lambda message: None
+    if not callable(progress):
+        raise UsageError(f"progress: expected a function taking one str, or None; received {progress!r}")
+    return progress

@@ -1,0 +1,93 @@
+"""The typed results document writes exactly the JSON that compare and bench write: the compare
+documents recorded before the typed classes existed round-trip byte for byte."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from alexbench.harness.results.document import read_document, results_json, validate_results, write_results
+from alexbench.harness.results.model import (
+    BenchDocument,
+    BenchEntry,
+    BenchRow,
+    BenchSection,
+    CompareDocument,
+    CompareEntry,
+    ResultsDocument,
+    Verdict,
+)
+
+GOLDEN = Path(__file__).resolve().parents[1] / "compare" / "golden"
+CASES = sorted(GOLDEN.glob("compare-*.json"))
+
+
+def test_golden_files_exist():
+    assert len(CASES) == 3
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_compare_golden_round_trips_byte_for_byte(path):
+    text = path.read_text("utf-8")
+    doc = ResultsDocument.from_json(json.loads(text))
+    assert isinstance(doc, CompareDocument) and all(isinstance(e, CompareEntry) for e in doc.backends)
+    assert results_json(doc) == text
+    assert doc.ok and doc.exit_code == 0 and doc.entry("torch").metrics.top1 == 1.0
+    assert doc.entry("torch").onnx["file"].endswith(".onnx") and doc.entry("onnx-torch").onnx is None
+
+
+def _failed_variants(golden: dict) -> dict:
+    """The golden document with the entries compare writes for failures: a worker that failed (no
+    param_note, no environment, but timings_s) and an ONNX run whose export failed (no timings_s)."""
+    doc = copy.deepcopy(golden)
+    worker_failed = {"name": "keras", "status": "failed", "stage": "build", "error": "boom", "stderr_tail": "tb",
+                     "output_shape": None, "shape_ok": None, "param_count": None, "param_count_ok": None,
+                     "metrics": None, "layers": [], "missing_layers": [], "first_divergent_layer": None,
+                     "timings_s": {"total": 1.5}}
+    export_failed = {"name": "onnx-keras", "status": "failed", "stage": "export", "error": "no export",
+                     "stderr_tail": None, "output_shape": None, "shape_ok": None, "param_count": None,
+                     "param_count_ok": None, "metrics": None, "layers": [], "missing_layers": [],
+                     "first_divergent_layer": None}
+    doc["backends"][2:] = [worker_failed, export_failed]
+    doc["verdict"] = {"exit_code": 3, "summary": "FAIL"}
+    return doc
+
+
+def test_failed_entries_keep_their_own_keys():
+    golden = json.loads(CASES[0].read_text("utf-8"))
+    doc = _failed_variants(golden)
+    validate_results(doc)
+    typed = ResultsDocument.from_json(doc)
+    assert json.dumps(typed.to_json()) == json.dumps(doc)  # same keys, same order
+    assert typed.exit_code == 3 and not typed.ok
+    assert typed.entry("keras").environment is None and typed.entry("onnx-keras").timings_s is None
+
+
+def test_bench_document_round_trips_and_validates(tmp_path):
+    row = BenchRow(backend="torch", variant=None, device="cpu", device_name="", precision="float32", tf32=False,
+                   threads=2, batch=1, median_ms=2.0, p10_ms=1.5, p90_ms=2.5, images_per_s=500.0, gflops=1.2,
+                   repetitions=9, execution="eager", timed_s=0.3, other_cores_busy=0.1)
+    job = BenchEntry(name="torch", status="ok", param_count=10, timings_s={"total": 1.0}, job=True,
+                     precision="float32", variant=None)
+    null = BenchEntry(name="null", status="failed", stage="run", error="x", timings_s={"total": 0.5})
+    doc = BenchDocument(created="2026-01-01T00:00:00Z", alexbench_version="0.1.0",
+                        environment={"python": "3", "platform": "p", "cpu": "c", "cpu_count": 1, "gpus": [],
+                                     "packages": {}},
+                        spec=json.loads(CASES[0].read_text("utf-8"))["spec"], backends=[job, null],
+                        verdict=Verdict(3, "1 rows"), bench=BenchSection(rows=[row], settings={"device": "cpu"}))
+    d = doc.to_json()
+    assert list(d) == ["schema", "kind", "created", "alexbench_version", "environment", "spec", "backends",
+                       "verdict", "bench"]
+    assert list(d["backends"][0])[-2:] == ["precision", "variant"] and "precision" not in d["backends"][1]
+    assert list(d["bench"]["rows"][0])[-2:] == ["peak_share", "theoretical_share"]
+    path = write_results(doc, tmp_path / "bench.json")  # validates against the schema first
+    back = read_document(path)
+    assert isinstance(back, BenchDocument) and back.to_json() == d and back.rows[0].images_per_s == 500.0
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="kind 'other'"):
+        ResultsDocument.from_json({"kind": "other"})
