@@ -14,6 +14,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, Union
 
+from .backends.registry import DEFAULT_COMPARE
 from .harness.errors import UsageError
 from .harness.results.model import BenchDocument, CompareDocument, ResultsDocument
 
@@ -25,7 +26,7 @@ PathArg = Union[str, PathLike]
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-def compare(spec: Any = "alexnet", backends: Sequence[str] | str = ("torch", "keras"), *, onnx: bool = True,
+def compare(spec: Any = "alexnet", backends: Sequence[str] | str = DEFAULT_COMPARE, *, onnx: bool = True,
             weights: PathArg | None = None, seed: int = 0, batch: int = 4, inputs: Sequence[PathArg] | None = None,
             profile: str = "default", atol: float | None = None, rtol: float | None = None, layers: bool = True,
             timeout_s: float = 600, save_dir: PathArg | None = None, cache_dir: PathArg | None = None,

@@ -1,2 +1,2 @@
-"""Backends: one module per framework behind the interface in ``base.py``, found by name in
-``registry.py`` and run in worker processes (``worker.py``, ``runner.py``)."""
+"""Backends: one package per framework behind the interface in ``base.py``, found by name in
+``registry.py``; the harness runs each in its own worker process (``harness/workers``)."""

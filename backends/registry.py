@@ -27,6 +27,12 @@ BUILTIN: dict[str, str] = {
 }
 
 
+# What runs when a user names no backend: the two frameworks alexbench compiles into (compare
+# adds the ONNX runs of their exports itself); bench times those runs explicitly.
+DEFAULT_COMPARE = ("torch", "keras")
+DEFAULT_BENCH = ("torch", "keras", "onnx-torch", "onnx-keras")
+
+
 class UnknownBackend(ValueError):
     pass
 

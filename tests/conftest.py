@@ -115,3 +115,35 @@ def plugin(make_plugin) -> Path:
         {"alexbench_test_plugin": PLUGIN_MODULE, "alexbench_test_plugin_absent": PLUGIN_IMPORTS_ABSENT},
         {"planted": "alexbench_test_plugin:Planted", "planted-missing": "alexbench_test_plugin:NeedsAbsent",
          "planted-import": "alexbench_test_plugin_absent:Backend"})
+
+
+class Processes:
+    """What /proc says about processes (no psutil); a zombie counts as gone: it runs nothing, and
+    os.killpg(pgid, 0) would still see it."""
+
+    @staticmethod
+    def alive(pid: int) -> bool:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        return stat.rpartition(")")[2].split()[0] != "Z"
+
+    @staticmethod
+    def group_alive(pgid: int) -> list[int]:
+        """Live members of a process group."""
+        members = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                except OSError:
+                    continue
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    members.append(int(entry.name))
+        return members
+
+
+@pytest.fixture
+def processes() -> Processes:
+    return Processes()

@@ -1,5 +1,5 @@
-"""A bench run: plan the jobs, run each in its own worker (``bench_worker``), one at a time,
-and assemble the results document (kind "bench"). The timing method itself is ``bench.py``.
+"""A bench run: plan the jobs, run each in its own worker (``workers/bench_entry.py``), one at a time,
+and assemble the results document (kind "bench"). The timing method itself is ``method.py``.
 
 Order: the device's matmul peak (its own worker), the null backend (the harness' own cost per
 repetition), then one job per backend, precision and variant, each timing every batch size.
@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...backends.onnx import cache as export_cache
-from ...backends.registry import backend_target, onnx_source
-from ...spec import canonical_weights, load_spec, load_weights, save_weights, weights_sha256
+from ...backends.registry import DEFAULT_BENCH, backend_target, onnx_source
+from ...spec import load_spec
 from ...spec.loader import resolve_spec_path
 from .. import environment
 from ..errors import ExitCode
 from ..results.document import new_results
 from ..results.model import BenchDocument, BenchEntry, BenchRow, BenchSection, Verdict, WeightsInfo
+from ..run_weights import run_weights
 from ..workers.bench_entry import skip_reason, thread_env
 from ..workers.job import make_job
 from ..workers.runner import run_worker
@@ -31,7 +32,7 @@ from .method import Method
 from .peak import theoretical_peak
 
 DEFAULT_SPEC = "alexnet-owt"
-DEFAULT_BACKENDS = ("torch", "keras", "onnx-torch", "onnx-keras")
+DEFAULT_BACKENDS = DEFAULT_BENCH
 DEFAULT_BATCH_SIZES = (1, 8, 64)
 PRECISIONS = ("float32", "tf32", "float16", "bfloat16")
 BENCH_WORKER = "alexbench.harness.workers.bench_entry"
@@ -117,10 +118,9 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
     threads = cfg.threads or os.cpu_count() or 1
     jobs, skipped = plan_jobs(cfg, device)
     name = _device_name(device)
-    weights = load_weights(cfg.weights, spec) if cfg.weights else canonical_weights(spec, cfg.seed)
-    w_sha = weights_sha256(weights)
-    doc = new_results("bench", spec, weights=WeightsInfo(
-        str(cfg.weights) if cfg.weights else f"canonical, seed {cfg.seed}", w_sha))
+    weights = run_weights(spec, cfg.weights, cfg.seed, cfg.cache_dir)
+    w_sha = weights.sha256
+    doc = new_results("bench", spec, weights=WeightsInfo(weights.source, w_sha))
     settings = {"device": device, "device_name": name, "threads": threads, "precisions": list(cfg.precisions),
                 "compiled": cfg.compiled, "batch_sizes": list(cfg.batch_sizes), "method": cfg.method.to_json(),
                 "inputs": f"seeded normal, seed {cfg.seed}, staged on the device before timing",
@@ -132,8 +132,7 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
         run_dir = Path(tmp)
         spec_path = run_dir / "spec.yaml"
         shutil.copyfile(resolve_spec_path(cfg.spec), spec_path)
-        weights_path = run_dir / "weights.safetensors"
-        save_weights(weights, weights_path, metadata={"spec": spec.name})
+        weights_path = weights.file_in(run_dir)
         ctx = _RunContext(cfg, run_dir, spec, spec_path, weights_path, w_sha, device, threads, progress)
         peak = ctx.peak() if cfg.peak else {"measured": {}, "theoretical": {}}
         if cfg.overhead:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ...backends.registry import UnknownBackend
+from ...backends.registry import DEFAULT_COMPARE, UnknownBackend
 from ...spec.loader import shipped_spec_names
 from ..compare.metrics import PROFILES
 from ..errors import UsageError
@@ -55,7 +55,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", default="alexnet",
                         help="spec file or shipped name (default alexnet; shipped: " + ", ".join(shipped_spec_names())
                         + ")")
-    parser.add_argument("--backends", type=_csv, default=["torch", "keras"],
+    parser.add_argument("--backends", type=_csv, default=list(DEFAULT_COMPARE),
                         help="comma-separated backends (default torch,keras; `alexbench backends` lists them)")
     parser.add_argument("--no-onnx", dest="onnx", action="store_false",
                         help="do not export to ONNX and run the exports in ONNX Runtime")

@@ -11,9 +11,7 @@ import argparse
 import sys
 from typing import Callable
 
-from ..report.write import write_report, write_report_for_results
-
-__all__ = ["add_arguments", "run", "write_report", "write_report_for_results"]  # the latter two: re-exported
+from ..report.write import write_report
 
 EXAMPLES = """examples:
   alexbench report alexnet -o out/

@@ -116,8 +116,12 @@ def verdict_text(entries: Sequence[CompareEntry], spec_name: str, code: int) -> 
     ok = [e.name for e in compared if e.status == "ok"]
     bad = [e.name for e in compared if e.status == "mismatch"]
     failed = [e.name for e in entries if e.status in ("failed", "unavailable")]
+    # Not a failure, but the verdict must say what was not compared, and why.
+    skipped = [f"{e.name} ({e.error})" for e in entries if e.status == "unsupported"]
+    unsupported = "; unsupported: " + ", ".join(skipped) if skipped else ""
     if code == ExitCode.OK:
-        return f"PASS: {len(ok)} backends agree with the float64 reference on '{spec_name}' ({', '.join(ok)})"
+        agree = f"PASS: {len(ok)} backends agree with the float64 reference on '{spec_name}' ({', '.join(ok)})"
+        return agree + unsupported
     parts = []
     if bad:
         parts.append("mismatch: " + ", ".join(bad))
@@ -125,4 +129,4 @@ def verdict_text(entries: Sequence[CompareEntry], spec_name: str, code: int) -> 
         parts.append("failed: " + ", ".join(failed))
     if ok:
         parts.append("agree: " + ", ".join(ok))
-    return f"FAIL on '{spec_name}': " + "; ".join(parts)
+    return f"FAIL on '{spec_name}': " + "; ".join(parts) + unsupported

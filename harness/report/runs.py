@@ -11,7 +11,7 @@ from .charts import PALETTE, Point, Series, line_chart
 from .markup import fmt_int, fmt_num, fmt_sci
 from .model import DeviceBench, Results, Run
 
-STATUS_CELL = {"ok": "ok", "mismatch": "bad", "failed": "bad", "unavailable": "warn"}
+STATUS_CELL = {"ok": "ok", "mismatch": "bad", "failed": "bad", "unavailable": "warn", "unsupported": "warn"}
 
 
 # ---- parity ------------------------------------------------------------------------------------
@@ -57,7 +57,7 @@ def _parity_cell(b: dict[str, Any] | None) -> Cell:
     if b is None:
         return Cell("not run")
     status = b["status"]
-    if status in ("failed", "unavailable"):
+    if status in ("failed", "unavailable", "unsupported"):
         where = f"{b['stage']}: " if b.get("stage") else ""
         return Cell(status, STATUS_CELL[status], note=f"{where}{b.get('error') or ''}".strip())
     m = b.get("metrics")

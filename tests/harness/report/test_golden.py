@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from alexbench import __version__
-from alexbench.harness.cli.report import write_report
+from alexbench.harness.report.write import write_report
 from alexbench.harness.results.document import read_results, spec_summary, validate_results
 from alexbench.spec import load_spec
 

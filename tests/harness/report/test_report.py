@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from alexbench.harness.cli.main import main
-from alexbench.harness.cli.report import write_report_for_results
 from alexbench.harness.report.charts import Point, Series, line_chart
 from alexbench.harness.report.markup import Html, el, esc, md, safe_url
 from alexbench.harness.report.model import align_layers, key_attrs
+from alexbench.harness.report.write import write_report_for_results
 from alexbench.harness.results.document import read_results
 from alexbench.spec import load_spec, shipped_spec_names
 

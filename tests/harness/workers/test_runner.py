@@ -21,29 +21,6 @@ def _job(root: Path, files, backend: str, **kwargs) -> Path:
                     kwargs.pop("layers", "all"), **kwargs)
 
 
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie (an unreaped corpse runs nothing)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _group_alive(pgid: int) -> list[int]:
-    """Live, non-zombie processes in a process group (a /proc scan; no psutil)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry.name))
-    return members
-
-
 def test_torch_and_reference_workers_agree_and_export(job_files, tmp_path):
     onnx_file = tmp_path / "torch.onnx"
     jobs = [_job(tmp_path, job_files, "torch", export_onnx=onnx_file), _job(tmp_path, job_files, "reference")]
@@ -131,7 +108,7 @@ def test_segfault_is_reported_as_crashed_with_stderr_tail(job_files, tmp_path, p
     assert "Segmentation fault" in run.stderr_tail  # faulthandler's Python traceback
 
 
-def test_hang_times_out_and_leaves_no_process(job_files, tmp_path, plugin):
+def test_hang_times_out_and_leaves_no_process(job_files, tmp_path, plugin, processes):
     pid_file = tmp_path / "pids"
     job = _job(tmp_path, job_files, "planted", options={"behave": "hang", "pid_file": str(pid_file)})
     started = time.perf_counter()
@@ -140,8 +117,8 @@ def test_hang_times_out_and_leaves_no_process(job_files, tmp_path, plugin):
     assert (run.status, run.stage) == ("timeout", "run")
     assert elapsed < 3 + 2 + 3  # the timeout, SIGTERM's grace, and slack: both ignore SIGTERM
     worker_pid, child_pid = map(int, pid_file.read_text().split())
-    assert not _alive(worker_pid) and not _alive(child_pid)
-    assert _group_alive(worker_pid) == []  # (os.killpg(pgid, 0) would still see unreaped zombies)
+    assert not processes.alive(worker_pid) and not processes.alive(child_pid)
+    assert processes.group_alive(worker_pid) == []  # (os.killpg(pgid, 0) would still see unreaped zombies)
 
 
 def test_killed_worker_is_crashed_and_the_next_job_still_runs(job_files, plugin):
@@ -160,7 +137,7 @@ def test_killed_worker_is_crashed_and_the_next_job_still_runs(job_files, plugin)
     assert not run_dir.exists()
 
 
-def test_interrupt_in_the_harness_kills_the_worker_and_propagates(job_files, tmp_path, plugin):
+def test_interrupt_in_the_harness_kills_the_worker_and_propagates(job_files, tmp_path, plugin, processes):
     seen = {}
 
     def interrupt(event):
@@ -170,4 +147,4 @@ def test_interrupt_in_the_harness_kills_the_worker_and_propagates(job_files, tmp
 
     with pytest.raises(KeyboardInterrupt):
         run_worker(_job(tmp_path, job_files, "planted", options={"behave": "sleep"}), 120, on_event=interrupt)
-    assert not _alive(seen["pid"]) and _group_alive(seen["pid"]) == []
+    assert not processes.alive(seen["pid"]) and processes.group_alive(seen["pid"]) == []

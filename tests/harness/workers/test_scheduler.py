@@ -12,28 +12,6 @@ import pytest
 from alexbench.harness.workers.job import make_job
 from alexbench.harness.workers.scheduler import WORKERS_ENV, Task, run_jobs, run_tasks, worker_limit
 
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _group_alive(pgid: int) -> list[int]:
-    """Live, non-zombie members of a process group."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry.name))
-    return members
-
 # Sleeps in its run stage and logs, from inside the worker, when that stage began and ended.
 SLEEPER = '''
 import json, time
@@ -130,7 +108,7 @@ def test_run_jobs_keeps_the_job_order(sleeper):
     assert [r.job_dir for r in results] == [slow, fast] and all(r.ok for r in results)
 
 
-def test_an_interrupt_stops_every_running_worker(sleeper):
+def test_an_interrupt_stops_every_running_worker(sleeper, processes):
     pids = {}
 
     def on_event(event):
@@ -146,7 +124,7 @@ def test_an_interrupt_stops_every_running_worker(sleeper):
     assert time.perf_counter() - started < 60
     assert len(pids) == 2
     for pid in pids.values():
-        assert not _alive(pid) and _group_alive(pid) == []
+        assert not processes.alive(pid) and processes.group_alive(pid) == []
 
 
 def test_bad_dependencies_are_refused_before_anything_runs():
