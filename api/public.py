@@ -27,24 +27,27 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def compare(spec: Any = "alexnet", backends: Sequence[str] | str = DEFAULT_COMPARE, *, onnx: bool = True,
-            weights: PathArg | None = None, seed: int = 0, batch: int = 4, inputs: Sequence[PathArg] | None = None,
-            profile: str = "default", atol: float | None = None, rtol: float | None = None, layers: bool = True,
-            timeout_s: float = 600, save_dir: PathArg | None = None, cache_dir: PathArg | None = None,
-            progress: Progress | None = None) -> CompareResult:
+            weights: PathArg | None = None, seed: int = 0, batch: int | None = None,
+            inputs: Sequence[PathArg] | None = None,
+            profile: str = "default", atol: float | None = None, rtol: float | None = None,
+            rel_l2: float | None = None, layers: bool = True, timeout_s: float = 600, save_dir: PathArg | None = None,
+            cache_dir: PathArg | None = None, progress: Progress | None = None) -> CompareResult:
     """Run the float64 reference and every backend (plus the ONNX runs of their exports when ``onnx``)
     on one batch with the same weights and judge them; what ``alexbench compare`` does.
 
-    Returns the results document, typed: ``.ok`` (exit code 0), ``.exit_code`` (0 agree, 1 mismatch,
-    3 a backend failed), ``.verdict``, ``.backends``, ``.to_json()``. A backend that fails or
+    ``rel_l2``: the largest relative L2 error that passes (None: the profile's). Returns the results
+    document, typed: ``.ok`` (exit code 0), ``.exit_code`` (0 agree, 1 mismatch, 3 a backend failed
+    or nothing was checked), ``.verdict``, ``.backends``, ``.to_json()``. A backend that fails or
     disagrees is in the result, not an exception."""
     from .harness.compare.metrics import PROFILES
 
     names = _backend_names(backends)
     _int("seed", seed, 0)
-    _int("batch", batch, 1)
+    if batch is not None:  # None: 4 seeded inputs, or one per input image
+        _int("batch", batch, 1)
     if profile not in PROFILES:
         raise UsageError(f"profile: unknown {profile!r}; expected one of {', '.join(sorted(PROFILES))}")
-    for what, value in (("atol", atol), ("rtol", rtol)):
+    for what, value in (("atol", atol), ("rtol", rtol), ("rel_l2", rel_l2)):
         if value is not None:
             _number(what, value, 0.0)
     _number("timeout_s", timeout_s, 0.0, strict=True)
@@ -58,8 +61,8 @@ def compare(spec: Any = "alexnet", backends: Sequence[str] | str = DEFAULT_COMPA
 
     cfg = CompareConfig(spec=_spec_arg(spec), backends=names, onnx=bool(onnx), weights=_opt_path("weights", weights),
                         seed=seed, batch=batch, inputs=files, profile=profile, atol=atol, rtol=rtol,
-                        layers=bool(layers), timeout_s=float(timeout_s), save_dir=_opt_path("save_dir", save_dir),
-                        cache_dir=_opt_path("cache_dir", cache_dir))
+                        rel_l2=rel_l2, layers=bool(layers), timeout_s=float(timeout_s),
+                        save_dir=_opt_path("save_dir", save_dir), cache_dir=_opt_path("cache_dir", cache_dir))
     try:
         doc = run_compare(cfg, progress)
     except (UnknownBackend, InputError, SpecError) as exc:

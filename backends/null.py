@@ -17,6 +17,8 @@ from .base import Backend, RunOutput, Weights
 
 class NullBackend(Backend):
     name = "null"
+    summary = ("no framework, no work: bench runs it to measure the harness's own overhead; "
+               "not a parity backend (its output is zeros)")
     needs = ()
 
 

@@ -13,7 +13,7 @@ class ExitCode(IntEnum):
     OK = 0  # success; for compare: every backend within tolerance
     MISMATCH = 1  # a numeric, shape or parameter-count mismatch (wins over BACKEND when both happen)
     USAGE = 2  # usage error, or an invalid spec, weights or input file
-    BACKEND = 3  # a backend failed to build, export or run, or its framework is missing
+    BACKEND = 3  # a backend failed to build, export or run, or its framework is missing; compare: nothing checked
     INTERRUPTED = 130  # Ctrl-C; every worker is stopped
 
 
@@ -21,7 +21,8 @@ EXIT_CODES_HELP = """exit codes:
   0    success (compare: every backend within tolerance)
   1    a numeric, shape or parameter-count mismatch
   2    usage error, or an invalid spec, weights or input file
-  3    a backend failed to build, export or run (a missing framework included)
+  3    a backend failed to build, export or run (a missing framework included);
+       compare: also when no backend was compared with the reference (nothing was checked)
   130  interrupted"""
 
 

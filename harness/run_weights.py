@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.onnx.cache import cache_dir
+from ..backends.onnx.cache import cache_dir, enforce_cap, mark_used
 from ..spec import ModelSpec, atomic_write, canonical_weights, load_weights, save_weights, weights_sha256
 
 # Part of the cache key: bump it if the canonical generator's output ever changes.
@@ -56,6 +56,7 @@ def run_weights(spec: ModelSpec, weights: str | None, seed: int, directory: str 
     try:
         meta, stat = json.loads(sidecar.read_text()), path.stat()
         if (meta["size"], meta["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+            mark_used(path)  # the size cap removes least recently used entries first
             return RunWeights(source, meta["sha256"], path)
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -65,4 +66,5 @@ def run_weights(spec: ModelSpec, weights: str | None, seed: int, directory: str 
     save_weights(arrays, path, metadata={"spec": spec.name, "spec_sha256": spec.sha256, "seed": str(seed)})
     stat = path.stat()
     atomic_write(sidecar, json.dumps({"sha256": sha, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}) + "\n")
+    enforce_cap(path.parent, keep=(path,))
     return RunWeights(source, sha, path)

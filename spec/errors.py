@@ -7,6 +7,7 @@ Every problem found in a spec becomes one ``SpecError`` whose text reads
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -41,6 +42,29 @@ class SpecError(ValueError):
             parts.append(f"expected {self.expected}")
         prefix = f"{self.location}: " if self.location else ""
         return f"{prefix}{self.where}: " + "; ".join(parts)
+
+
+class SpecErrors(SpecError):
+    """Several independent problems in one spec, reported together like a linter: one located line
+    per problem, then a count. Its location/where/what are the first problem's."""
+
+    def __init__(self, problems: list[SpecError]):
+        self.problems = list(problems)
+        first = self.problems[0]
+        super().__init__(first.location, first.where, first.what, first.received, first.expected)
+
+    @property
+    def message(self) -> str:
+        file = self.problems[0].location.file if self.problems[0].location else "the spec"
+        return "\n".join([p.message for p in self.problems] + [f"{len(self.problems)} problems in {file}"])
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
+def strip_ansi(text: str) -> str:
+    """A third-party message without terminal colour codes (torch's pickle errors carry them)."""
+    return _ANSI.sub("", text)
 
 
 def layer_where(name: str, op: str) -> str:

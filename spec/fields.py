@@ -91,19 +91,38 @@ def positive_pair(name: str, value: Any) -> tuple[int, int]:
     raise FieldProblem(f"field '{name}' has the wrong type", show(value), expected)
 
 
+PADDING_EXPECTED = "an integer >= 0, [vertical, horizontal] or [top, bottom, left, right]"
+
+
 def padding4(name: str, value: Any) -> tuple[int, int, int, int]:
-    """``p`` or ``[top, bottom, left, right]``; never 'same' (frameworks disagree on the odd pixel)."""
-    expected = "an integer >= 0 or [top, bottom, left, right]"
+    """``p``, ``[v, h]`` (like kernel and stride) or ``[top, bottom, left, right]``; never 'same'
+    (frameworks disagree on the odd pixel: the loader says which explicit padding 'same' means there)."""
+    expected = PADDING_EXPECTED
     if _is_int(value):
         return (nonnegative_int(name, value),) * 4
-    if isinstance(value, list) and len(value) == 4 and all(_is_int(v) for v in value):
+    if isinstance(value, list) and len(value) in (2, 4) and all(_is_int(v) for v in value):
         if any(v < 0 for v in value):
             raise FieldProblem(f"field '{name}' must not be negative", value, expected)
+        if len(value) == 2:
+            return (value[0], value[0], value[1], value[1])
         return tuple(value)  # type: ignore[return-value]
+    if isinstance(value, str) and value.strip().lower() == "valid":
+        raise FieldProblem(f"field '{name}' must be explicit: 'valid' is written 0", show(value), expected)
     if isinstance(value, str):
         raise FieldProblem(f"field '{name}' must be explicit: '{value}' padding means different pixels in "
                            "different frameworks", show(value), expected)
     raise FieldProblem(f"field '{name}' has the wrong type", show(value), expected)
+
+
+def same_padding(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int]
+                 ) -> tuple[int, int, int, int]:
+    """What TensorFlow/Keras 'same' pads: total = max((ceil(in/s) - 1)*s + k - in, 0), the odd
+    pixel at the bottom/right."""
+    out = []
+    for n, k, s in zip(size, kernel, stride):
+        total = max((-(-n // s) - 1) * s + k - n, 0)
+        out += [total // 2, total - total // 2]
+    return tuple(out)  # type: ignore[return-value]
 
 
 def boolean(name: str, value: Any) -> bool:

@@ -125,7 +125,7 @@ class Op:
 
 
 _kernel = Field(positive_pair, "a positive integer or [height, width]")
-_padding = Field(padding4, "an integer >= 0 or [top, bottom, left, right]", 0)
+_padding = Field(padding4, "an integer >= 0, [vertical, horizontal] or [top, bottom, left, right]", 0)
 
 
 class Conv2d(Op):

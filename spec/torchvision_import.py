@@ -3,7 +3,8 @@
 torchvision's AlexNet is the spec ``alexnet-owt``; its positional module names map to the
 spec's layer names below. Files are read with ``torch.load(weights_only=True)`` only, so
 nothing in them is ever unpickled into arbitrary objects. A state_dict already keyed by
-the spec's names (``conv1.weight``) is taken as it is.
+the spec's names (``conv1.weight``) is taken as it is; the ``module.`` prefix that
+``nn.DataParallel`` and DDP add to every key is removed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SpecError
+from .errors import SpecError, strip_ansi
 from .model import ModelSpec
 
 TORCHVISION_ALEXNET_NAMES = {
@@ -41,7 +42,8 @@ def load_torchvision_state_dict(path: Path, spec: ModelSpec | None = None) -> di
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a bad or unsafe pickle
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = strip_ansi(str(exc)).strip()
+        first = message.splitlines()[0] if message else type(exc).__name__
         raise SpecError(None, str(path), "not a loadable PyTorch state_dict (weights_only=True refuses "
                         "anything but tensors)", first[:200], "a dict of tensors saved with torch.save") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -49,6 +51,8 @@ def load_torchvision_state_dict(path: Path, spec: ModelSpec | None = None) -> di
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SpecError(None, str(path), "not a state_dict of tensors", type(state).__name__,
                         "a mapping from names such as 'features.0.weight' to tensors")
+    if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel / DDP
+        state = {k[len("module."):]: v for k, v in state.items()}
     out = {}
     for key, tensor in state.items():
         out[canonical_name(key)] = tensor.detach().cpu().numpy()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SpecError
+from .errors import SpecError, strip_ansi
 from .files import atomic_write
 from .model import InitDist, ModelSpec, Param
 
@@ -124,8 +124,11 @@ def load_weights(path: str | Path, spec: ModelSpec | None = None) -> Weights:
     if not path.is_file():
         raise SpecError(None, "weights", "no such weights file", str(path), "a .safetensors or .pth file")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if path.suffix in (".pt", ".pth") or head[:2] == b"PK" or head[:1] == b"\x80":
+        head = f.read(9)
+    # A safetensors file starts with its header's length (8 bytes) and '{': that, or the extension,
+    # wins over the pickle/zip sniff (a header length of 128 + 256k starts with the pickle byte 0x80).
+    safetensors = path.suffix == ".safetensors" or head[8:9] == b"{"
+    if not safetensors and (path.suffix in (".pt", ".pth") or head[:2] == b"PK" or head[:1] == b"\x80"):
         from .torchvision_import import load_torchvision_state_dict
 
         weights = load_torchvision_state_dict(path, spec)
@@ -141,8 +144,30 @@ def _read_safetensors(path: Path) -> Weights:
     from safetensors.numpy import load
 
     data = path.read_bytes()
+    expected = "a safetensors file such as 'alexbench weights SPEC -o FILE' writes"
+    short = _safetensors_truncation(data)
+    if short:
+        raise SpecError(None, str(path), "truncated or corrupt safetensors file", short,
+                        expected + " (copy or download it again)")
     try:
         return dict(load(data))
     except (SafetensorError, ValueError, TypeError) as exc:
-        raise SpecError(None, str(path), "not a readable safetensors file", f"{len(data):,} bytes ({exc})",
-                        "a safetensors file such as 'alexbench weights SPEC -o FILE' writes") from None
+        raise SpecError(None, str(path), "not a readable safetensors file",
+                        f"{len(data):,} bytes ({strip_ansi(str(exc))})", expected) from None
+
+
+def _safetensors_truncation(data: bytes) -> str | None:
+    """Why a file that starts like safetensors is cut short, or None."""
+    if len(data) < 8:
+        return f"{len(data)} bytes, shorter than the 8-byte header length"
+    size = struct.unpack("<Q", data[:8])[0]
+    if size > len(data) - 8:
+        return f"{len(data):,} bytes, but the header alone says {size:,}"
+    try:
+        header = json.loads(data[8:8 + size])
+        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None  # not a size problem: the reader says what is wrong
+    if 8 + size + end > len(data):
+        return f"{len(data):,} bytes, but its header describes {8 + size + end:,}"
+    return None

@@ -29,6 +29,7 @@ from .runtime import import_keras
 
 class KerasBackend(Backend):
     name: ClassVar[str] = "keras"
+    summary: ClassVar[str] = "Keras 3 on TensorFlow; its ONNX export (tf2onnx) is what onnx-keras runs"
     needs: ClassVar[tuple[tuple[str, str], ...]] = (("tensorflow", "keras"), ("keras", "keras"))
     # Set in the worker's environment before keras is imported (see the module docstring).
     env: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "tensorflow"}
@@ -168,6 +169,7 @@ class KerasBackend(Backend):
 
 class KerasOnTorchBackend(KerasBackend):
     name: ClassVar[str] = "keras-torch"
+    summary: ClassVar[str] = "Keras 3 on its PyTorch engine: the same Keras model, another backend underneath"
     needs: ClassVar[tuple[tuple[str, str], ...]] = (("torch", "torch"), ("keras", "keras"))
     env: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "torch"}
     onnx_exporter: ClassVar[str | None] = None  # Keras' own torch/JAX exports fix the batch size
@@ -204,6 +206,7 @@ class KerasOnTorchBackend(KerasBackend):
 
 class KerasOnJaxBackend(KerasBackend):
     name: ClassVar[str] = "keras-jax"
+    summary: ClassVar[str] = "Keras 3 on JAX (install jax; on CUDA, jax[cuda12])"
     needs: ClassVar[tuple[tuple[str, str], ...]] = (("jax", "jax"), ("keras", "keras"))
     env: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "jax"}
     onnx_exporter: ClassVar[str | None] = None  # Keras' own torch/JAX exports fix the batch size

@@ -15,6 +15,15 @@ exporters of the same key both succeed (the last rename wins; the files are equi
 ``cached_export`` also holds an ``fcntl.flock`` on ``<entry>.lock`` so the second waits and
 reuses the first's file instead of exporting again. A hit checks size and sha256 against the
 sidecar; a truncated or altered file is deleted and reported as a miss, so it is rebuilt.
+
+Size cap: the directory also holds the canonical weights (``weights/<spec>-<key>.safetensors``
+plus ``.json``, harness/run_weights.py); an entry is its file, its sidecar and its ``.lock``.
+After each store, least-recently-used entries are removed until the whole directory is under
+``$ALEXBENCH_CACHE_MAX_GB`` (default 5; ``0`` turns this off). That automatic pruning never
+removes the entry just stored, an entry used in the last hour (a run in progress may still
+read it), or one whose lock another process holds. A hit marks its entry used (the ``.lock``
+file's modification time), so "least recently used" means used, not created.
+``alexbench cache list|prune`` (harness/cli/cache.py) shows and prunes the same entries.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -132,6 +142,7 @@ def _lookup(path: Path) -> CachedExport | None:
     except (OSError, ValueError, KeyError, TypeError):
         ok, meta = False, None
     if ok:
+        mark_used(path)
         return CachedExport(path, meta.get("info") or {}, meta["sha256"])
     for stale in (path, _sidecar(path)):  # the sidecar does not vouch for the file: drop both
         stale.unlink(missing_ok=True)
@@ -160,7 +171,9 @@ def store(kind: str, spec: ModelSpec, weights_sha: str, src: str | Path, info: d
     """Copy the exported file ``src`` into the cache (``src`` stays); return the cached path."""
     path = entry_path(kind, spec, weights_sha, directory)
     with _locked(path):
-        return _store(path, kind, spec, weights_sha, Path(src), info)
+        stored = _store(path, kind, spec, weights_sha, Path(src), info)
+    enforce_cap(stored.parent, keep=(stored,))
+    return stored
 
 
 def _store(path: Path, kind: str, spec: ModelSpec, weights_sha: str, src: Path, info: dict[str, Any] | None) -> Path:
@@ -214,4 +227,140 @@ def cached_export(kind: str, spec: ModelSpec, weights: Weights, directory: str |
             exporter.build(spec, weights)
             info = ExportInfo.from_json(exporter.export_onnx(tmp, opset))
         _store(path, kind, spec, w_sha, path, info.to_json())
-        return path, info, False
+    enforce_cap(path.parent, keep=(path,))
+    return path, info, False
+
+
+# ---- size cap: entries, least recently used first --------------------------------------------
+
+DEFAULT_MAX_GB = 5.0
+# Automatic pruning spares entries used this recently: a run in progress may still read them.
+IN_USE_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str  # "onnx-torch", "onnx-keras", ... or "weights"
+    spec: str
+    path: Path  # the .onnx or .safetensors file
+    size: int  # file + sidecar + lock, bytes
+    last_used: float  # seconds since the epoch
+
+    def files(self) -> tuple[Path, Path, Path]:
+        return self.path, _sidecar(self.path), self.path.with_suffix(".lock")
+
+
+def max_cache_bytes() -> int | None:
+    """The automatic cap from ``$ALEXBENCH_CACHE_MAX_GB`` (default 5 GB); None when set to 0."""
+    raw = os.environ.get("ALEXBENCH_CACHE_MAX_GB", "").strip()
+    try:
+        gb = float(raw) if raw else DEFAULT_MAX_GB
+    except ValueError:
+        gb = DEFAULT_MAX_GB  # a typo must not turn pruning off, nor fail a run
+    return None if gb <= 0 else int(gb * 1e9)
+
+
+def mark_used(path: Path) -> None:
+    """Record a use of the entry whose file is ``path`` (its lock file's mtime; the file and
+    sidecar stay untouched, as the weights' sidecar vouches by the file's mtime)."""
+    try:
+        path.with_suffix(".lock").touch()
+    except OSError:
+        pass  # a read-only cache still works; it only ages as created
+
+
+def _entry(path: Path, kind: str, spec: str) -> Entry | None:
+    size, last = 0, 0.0
+    for f in (path, _sidecar(path), path.with_suffix(".lock")):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        size, last = size + st.st_size, max(last, st.st_mtime)
+    return Entry(kind, spec, path, size, last) if size else None
+
+
+def list_entries(directory: str | Path | None = None) -> list[Entry]:
+    """Every entry (ONNX exports and canonical weights), least recently used first. Stray files
+    without their model file (a lock alone, an interrupted store's sidecar) count as entries
+    too, so that pruning removes them."""
+    root = cache_dir(directory)
+    found: list[Entry] = []
+    for folder, suffix in ((root, ".onnx"), (root / "weights", ".safetensors")):
+        if not folder.is_dir():
+            continue
+        stems = {f.stem for f in folder.iterdir()
+                 if not f.name.startswith(".") and f.suffix in (suffix, ".json", ".lock") and f.is_file()}
+        for stem in stems:
+            path = folder / f"{stem}{suffix}"
+            if suffix == ".onnx":
+                try:
+                    meta = json.loads(_sidecar(path).read_text())
+                    kind, spec = f"onnx-{meta['kind']}", str(meta["spec"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    kind, spec = "onnx", stem.rsplit("-", 2)[0]
+            else:
+                kind, spec = "weights", stem.rsplit("-", 1)[0]
+            entry = _entry(path, kind, spec)
+            if entry is not None:
+                found.append(entry)
+    return sorted(found, key=lambda e: (e.last_used, str(e.path)))
+
+
+def _remove_unless_locked(entry: Entry) -> bool:
+    """Remove the entry's files under its lock; False (nothing removed) when another process
+    holds the lock (it is storing, reading or exporting this entry)."""
+    import fcntl
+
+    lock_path = entry.path.with_suffix(".lock")
+    try:
+        lock = open(lock_path, "a")
+    except OSError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        # model first: a reader that waited on this lock then sees no sidecar, a miss
+        for f in entry.files():
+            f.unlink(missing_ok=True)
+        return True
+
+
+def prune(directory: str | Path | None = None, max_bytes: int = 0, keep: tuple[Path, ...] = (),
+          spare_used_within_s: float = 0.0) -> tuple[list[Entry], list[Entry]]:
+    """Remove least-recently-used entries until the cache holds at most ``max_bytes``
+    (0: remove every entry it may). Never removes an entry in ``keep``, one used within
+    ``spare_used_within_s`` seconds, or one whose lock another process holds.
+    Returns (removed, kept)."""
+    entries = list_entries(directory)
+    total = sum(e.size for e in entries)
+    kept_paths = {Path(p).resolve() for p in keep}
+    now = time.time()
+    removed: list[Entry] = []
+    for entry in entries:  # oldest first
+        if total <= max_bytes:
+            break
+        if entry.path.resolve() in kept_paths or now - entry.last_used < spare_used_within_s:
+            continue
+        if _remove_unless_locked(entry):
+            removed.append(entry)
+            total -= entry.size
+    gone = {e.path for e in removed}
+    return removed, [e for e in entries if e.path not in gone]
+
+
+def enforce_cap(directory: str | Path, keep: tuple[Path, ...] = ()) -> list[Entry]:
+    """The automatic cap after a store (``directory``: the ONNX cache directory, or its
+    ``weights/`` folder). Never fails the run that stored: a cache it cannot prune stays."""
+    limit = max_cache_bytes()
+    if limit is None:
+        return []
+    root = Path(directory)
+    if root.name == "weights":
+        root = root.parent
+    try:
+        return prune(root, limit, keep=keep, spare_used_within_s=IN_USE_S)[0]
+    except OSError:
+        return []

@@ -19,6 +19,13 @@ the input) that leaves the scope (read by another scope or a graph output). A dr
 node is the identity at inference and shares the previous layer's tensor. Layers with no node
 of their own (fused or renamed by the exporter's optimizer) are listed with the reason. The
 tf2onnx graph may hold a mapped tensor NCHW or NHWC: the ONNX Runtime backend tells by its shape.
+
+A batch norm folded into the convolution before it (``folds``: a Conv node reading
+``<conv>.weight`` where the spec has conv -> batchnorm2d and the file has none of the batch
+norm's tensors) is mapped by construction: the folded Conv's output IS the batch norm's
+output, the convolution's own pre-batch-norm output exists nowhere (listed as folded), and the
+Conv's weight and bias initializers are accounted to the five spec tensors they were computed
+from (checked on the values when the weights are given).
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ KINDS = ("torch", "keras")
 KERAS_PARAM = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias",
                "moving_mean": "running_mean", "moving_variance": "running_var"}
 TORCH_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
+UNEXPLAINED = "UNEXPLAINED: not in the file"
 
 
 class ExportFailed(ExportUnsupported):
@@ -186,6 +195,40 @@ def _tf_scope(node, names: set[str]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Fold:
+    """A batch norm the exporter folded into the convolution before it."""
+
+    conv: str  # spec layer names
+    bn: str
+    output: str  # the folded Conv's output tensor: the batch norm's output
+    weight: str  # initializer names: the rescaled weight, and the bias (None when the Conv has none)
+    bias: str | None
+
+
+def folds(proto, spec: ModelSpec) -> list[Fold]:
+    """Every batch norm folded into its convolution, read off the graph's structure (see the
+    module docstring); the values are checked in ``param_breakdown``."""
+    initializers = {t.name for t in proto.graph.initializer}
+    kind = exporter_kind(proto)
+    present = {_spec_name(kind, name) for name in initializers}
+    found = []
+    for node in proto.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in initializers:
+            continue
+        conv, _, param = _spec_name(kind, node.input[1]).rpartition(".")
+        index = next((i for i, layer in enumerate(spec.layers) if layer.name == conv), None)
+        if param != "weight" or index is None or index + 1 >= len(spec.layers):
+            continue
+        bn = spec.layers[index + 1]
+        if spec.layers[index].op != "conv2d" or bn.op != "batchnorm2d" \
+                or any(f"{bn.name}.{p}" in present for p in BN_PARAMS):
+            continue
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] in initializers else None
+        found.append(Fold(conv, bn.name, node.output[0], node.input[1], bias))
+    return found
+
+
 def layer_tensors(proto, spec: ModelSpec) -> tuple[dict[str, str], dict[str, str]]:
     """Spec layer -> the ONNX tensor holding its output, and layer -> why it has none (see the
     module docstring for the rule)."""
@@ -211,11 +254,21 @@ def layer_tensors(proto, spec: ModelSpec) -> tuple[dict[str, str], dict[str, str
         leaving = [o for o in node.output if o in outputs or readers.get(o, set()) - {scope}]
         if leaving:
             found[scope] = leaving[0]  # later nodes overwrite: the last one wins
+    folded: dict[str, str] = {}  # conv layer -> why it has no tensor
+    for fold in folds(proto, spec):
+        # Whichever scope the exporter tagged the Conv with, its output is the batch norm's.
+        found[fold.bn] = fold.output
+        if found.get(fold.conv) == fold.output:
+            del found[fold.conv]
+        folded[fold.conv] = (f"folded: the exporter folded '{fold.bn}' into this convolution, so its output before "
+                             f"the batch norm exists in no tensor ('{fold.bn}' is the folded convolution's output)")
     tensors: dict[str, str] = {}
     missing: dict[str, str] = {}
     previous = None
     for layer in spec.layers:
-        if layer.name in found:
+        if layer.name in folded and layer.name not in found:
+            missing[layer.name] = folded[layer.name]
+        elif layer.name in found:
             tensors[layer.name] = found[layer.name]
         elif layer.op == "dropout" and previous in tensors:
             tensors[layer.name] = tensors[previous]  # identity at inference: no node
@@ -252,18 +305,26 @@ def _spec_name(kind: str, initializer: str) -> str:
 def param_breakdown(proto, spec: ModelSpec, weights: Weights | None = None) -> dict[str, Any]:
     """Parameters in the file's initializers next to the spec's, with the differences explained.
 
-    ``weight_params`` (initializers named after a spec tensor, and other float initializers of
-    more than one value) is what an ONNX backend reports as its parameter count;
-    ``constant_params`` are the exporter's constants (integer shapes, axes, pads, indices, and
-    single float values such as epsilons). A spec tensor without an initializer of its name is explained when it is
-    a BatchNorm folded into the Conv before it, an all-zero bias dropped, or a tensor equal to
-    one that is there (shared); with ``weights`` the last two are checked on the values.
+    ``weight_params`` (initializers named after a spec tensor or computed from spec tensors, and
+    other float initializers of more than one value) is what an ONNX backend reports as its
+    parameter count; ``constant_params`` are the exporter's constants (integer shapes, axes, pads,
+    indices, and single float values such as epsilons).
+
+    Every initializer is mapped back to the spec tensors it comes from: its own (same name), or,
+    for a batch norm folded into a convolution (``folds``), the convolution's weight and bias and
+    the batch norm's four tensors (with ``weights``: checked by recomputing the fold). A spec
+    tensor that no initializer comes from is explained when it is an all-zero bias dropped or a
+    tensor equal to one that is there (shared); both are checked on the values, so without
+    ``weights`` they stay unexplained.
     """
     from onnx import TensorProto
 
     kind = exporter_kind(proto)
     floats = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
     expected = spec.param_shapes()
+    by_name = {init.name: init for init in proto.graph.initializer}
+    fold_list = folds(proto, spec)
+    computed = {name for f in fold_list for name in (f.weight, f.bias) if name}  # initializers a fold made
     total = weight = 0
     present: dict[str, Any] = {}  # canonical name -> initializer
     unnamed: list[str] = []
@@ -273,20 +334,43 @@ def param_breakdown(proto, spec: ModelSpec, weights: Weights | None = None) -> d
         canonical = _spec_name(kind, init.name)
         if canonical in expected:
             present[canonical] = init
+        elif init.name in computed:
+            pass
         elif init.data_type not in floats or size <= 1:
             continue
         else:
             unnamed.append(init.name)
         weight += size
-    index = {layer.name: i for i, layer in enumerate(spec.layers)}
+    notes: list[str] = []
+    covered: set[str] = set()  # spec tensors some initializer comes from
+    bad_folds = 0
+    for fold in fold_list:
+        problem = _check_fold(fold, spec, by_name, weights)
+        channels = spec.layer(fold.bn).output_shape[0]
+        sources = [f"{fold.conv}.weight", *(f"{fold.bn}.{p}" for p in BN_PARAMS)]
+        if f"{fold.conv}.bias" in expected:
+            sources.append(f"{fold.conv}.bias")
+        if problem:
+            bad_folds += 1
+            notes.append(f"UNEXPLAINED: {fold.bn} looks folded into {fold.conv}, but {problem}")
+            continue
+        covered.update(sources)
+        if fold.bias is None:
+            bias = "no bias (the folded one is all zeros)"
+        elif f"{fold.conv}.bias" in expected:
+            bias = f"{fold.conv}.bias rescaled"
+        else:
+            bias = f"bias of {channels:,} values created ({fold.bias})"
+        notes.append(f"{fold.bn} folded into {fold.conv}: {fold.conv}.weight rescaled, {bias}, BN's "
+                     f"{4 * channels:,} values absorbed")
     absent: dict[str, list[tuple[str, int]]] = {}  # reason -> [(tensor, size)]
     for canonical, shape in expected.items():
-        if canonical not in present:
-            reason = _why_absent(canonical, spec, index[canonical.rpartition(".")[0]], present, weights)
-            absent.setdefault(reason or "UNEXPLAINED: not in the file", []).append((canonical, int(np.prod(shape))))
-    notes = [f"{reason}: {', '.join(name for name, _ in items)} ({sum(n for _, n in items):,} values)"
-             for reason, items in absent.items()]
-    unexplained = sum(n for _, n in absent.get("UNEXPLAINED: not in the file", []))
+        if canonical not in present and canonical not in covered:
+            reason = _why_absent(canonical, present, weights)
+            absent.setdefault(reason or UNEXPLAINED, []).append((canonical, int(np.prod(shape))))
+    notes += [f"{reason}: {', '.join(name for name, _ in items)} ({sum(n for _, n in items):,} values)"
+              for reason, items in absent.items()]
+    unexplained = sum(n for _, n in absent.get(UNEXPLAINED, []))
     if unnamed:
         count = sum(int(np.prod(i.dims)) for i in proto.graph.initializer if i.name in set(unnamed))
         notes.append(f"{len(unnamed)} float initializers ({count:,}) are not named after a spec tensor: "
@@ -299,15 +383,39 @@ def param_breakdown(proto, spec: ModelSpec, weights: Weights | None = None) -> d
                      "slices and BatchNorm scale/shift are nodes on them that ONNX Runtime folds at load")
     return {"initializer_params": total, "weight_params": weight, "constant_params": total - weight,
             "spec_params": spec.param_count, "difference": weight - spec.param_count,
-            "explained": unexplained == 0 and not unnamed, "notes": notes}
+            "explained": unexplained == 0 and not unnamed and not bad_folds, "notes": notes}
 
 
-def _why_absent(canonical: str, spec: ModelSpec, index: int, present: dict, weights: Weights | None) -> str | None:
-    layer = spec.layers[index]
-    before = spec.layers[index - 1] if index else None
-    if layer.op == "batchnorm2d" and before is not None and before.op == "conv2d" \
-            and f"{before.name}.weight" in present:
-        return f"BatchNorm folded by the exporter into the Conv before it ('{before.name}', which holds the result)"
+def _check_fold(fold: Fold, spec: ModelSpec, initializers: dict, weights: Weights | None) -> str | None:
+    """Why the file's Conv is not ``fold.conv`` with ``fold.bn`` folded in, or None when it is
+    (shapes always; values when ``weights`` are given: recomputed in float64)."""
+    from onnx import numpy_helper
+
+    w = numpy_helper.to_array(initializers[fold.weight]).astype(np.float64)
+    b = None if fold.bias is None else numpy_helper.to_array(initializers[fold.bias]).astype(np.float64)
+    want_w = tuple(spec.param_shapes()[f"{fold.conv}.weight"])
+    channels = want_w[0]
+    if w.shape != want_w:
+        return f"its weight {fold.weight} has shape {list(w.shape)}, the spec's is {list(want_w)}"
+    if b is not None and b.shape != (channels,):
+        return f"its bias {fold.bias} has shape {list(b.shape)}, expected [{channels}]"
+    names = [f"{fold.conv}.weight", *(f"{fold.bn}.{p}" for p in BN_PARAMS)]
+    if weights is None or any(n not in weights for n in names):
+        return None if b is not None else "it has no bias (without the weights, a zero folded bias cannot be checked)"
+    gamma, beta, mean, var = (np.asarray(weights[f"{fold.bn}.{p}"], np.float64) for p in BN_PARAMS)
+    scale = gamma / np.sqrt(var + float(spec.layer(fold.bn).attrs["eps"]))
+    conv_bias = np.asarray(weights.get(f"{fold.conv}.bias", np.zeros(channels)), np.float64)
+    want_w_values = np.asarray(weights[f"{fold.conv}.weight"], np.float64) * scale.reshape(-1, 1, 1, 1)
+    want_b = (conv_bias - mean) * scale + beta
+    for what, got, want in ((fold.weight, w, want_w_values), (fold.bias, b, want_b)):
+        got = np.zeros_like(want) if got is None else got
+        if not np.allclose(got, want, rtol=1e-4, atol=1e-6 * max(1.0, float(np.abs(want).max(initial=0.0)))):
+            return (f"{what or 'its missing bias'} differs from the folded value by up to "
+                    f"{float(np.abs(got - want).max()):.3g}")
+    return None
+
+
+def _why_absent(canonical: str, present: dict, weights: Weights | None) -> str | None:
     if weights is None or canonical not in weights:
         return None
     from onnx import numpy_helper

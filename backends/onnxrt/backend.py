@@ -271,9 +271,11 @@ class OnnxRuntimeBackend(Backend):
 
 class OnnxFromTorchBackend(OnnxRuntimeBackend):
     name: ClassVar[str] = "onnx-torch"
+    summary: ClassVar[str] = "ONNX Runtime running torch's ONNX export (compare adds it after torch)"
     onnx_source: ClassVar[str | None] = "torch"
 
 
 class OnnxFromKerasBackend(OnnxRuntimeBackend):
     name: ClassVar[str] = "onnx-keras"
+    summary: ClassVar[str] = "ONNX Runtime running the Keras ONNX export (compare adds it after keras)"
     onnx_source: ClassVar[str | None] = "keras"

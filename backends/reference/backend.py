@@ -192,6 +192,7 @@ def reference_forward(spec: ModelSpec, weights: Weights, x: np.ndarray,
 
 class ReferenceBackend(Backend):
     name = "reference"
+    summary = "float64 NumPy, every op written out: the oracle every other backend is judged against"
     needs = ()
 
 
@@ -222,7 +223,10 @@ class ReferenceBackend(Backend):
             pass
         return env
 
-    # bench hooks: Backend's defaults (float32, no compiled variant); the oracle refuses to be timed.
+    # The oracle is not timed: no bench precision, so `alexbench bench` refuses it before any work.
+    bench_precisions = ()
+    no_bench_reason = "it is the float64 parity oracle, not a runtime to time"
+
     def bench_step(self, x: np.ndarray, device: str, precision: str = "float32") -> Callable[[], Any]:
         raise NotImplementedError("backend 'reference' is the float64 parity oracle and is not benchmarked; "
                                   "bench a framework backend (torch, keras, onnx-torch, ...) instead")

@@ -18,6 +18,7 @@ from ..base import OPSET, Backend, RunOutput, Weights
 
 class TorchBackend(Backend):
     name = "torch"
+    summary = "PyTorch, eager float32; its ONNX export is what onnx-torch runs"
     needs = (("torch", "torch"),)
     onnx_exporter = "torch.onnx.export dynamo v1"
     onnx_export_packages = ("torch", "onnxscript", "onnx")

@@ -3,19 +3,18 @@ theoretical peak where the device is known.
 
 Rows report their achieved GFLOP/s as a share of the MEASURED peak (what a well-tuned
 library reaches on this device, today, with the same thread count and precision); the
-theoretical peak is stated beside it, with its basis, so a reader can see both gaps.
+theoretical peak is stated beside it, with its basis, so a reader can see both gaps. That
+basis is only what the vendor's datasheet (GPUs) or the OS and the CPU report (cores, the
+cpufreq or /proc/cpuinfo clock, FLOP/cycle from the instruction-set flags): nothing is timed.
 The matmul itself is the backends' (``Backend.matmul_peak_step``): this module imports no framework.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import mmap
+import glob
 import os
-import platform
 import sys
-import time
 from typing import Any, Callable
 
 from .method import Method, summarize, time_step
@@ -49,11 +48,11 @@ def gpu_theoretical(device_name: str, precision: str) -> dict[str, Any] | None:
     return None
 
 
-def _cpuinfo() -> dict[str, Any]:
+def _cpuinfo(path: str = "/proc/cpuinfo") -> dict[str, Any]:
     """flags, vendor, family and the clock /proc/cpuinfo reports for the first CPU."""
     info: dict[str, Any] = {"flags": set(), "vendor": "", "family": 0, "mhz": None}
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             for line in f:
                 key, _, value = (part.strip() for part in line.partition(":"))
                 if key == "flags":
@@ -85,50 +84,74 @@ def cpu_flops_per_cycle(flags: set[str], vendor: str = "", family: int = 0) -> t
     return 8, "SSE: 4 lanes x (1 add + 1 mul)"
 
 
-# x86-64 System V: ``long f(long n)``, n iterations of four dependent ``add rax, 1`` (one cycle each on
-# every x86-64 core), so it returns after 4n cycles: the core's clock, boost included, measured.
-#   xor eax,eax; L: add rax,1 (x4); sub rdi,1; jnz L; ret
-_ADD_CHAIN = bytes([0x31, 0xC0] + [0x48, 0x83, 0xC0, 0x01] * 4 + [0x48, 0x83, 0xEF, 0x01, 0x75, 0xEA, 0xC3])
-
-
-@functools.lru_cache(maxsize=1)
-def measured_clock_mhz(iterations: int = 50_000_000) -> float | None:
-    """The core clock in MHz under load (best of three runs of a dependent-add chain); None where it
-    cannot run (not x86-64 Linux, or executable memory refused). VMs report their TSC rate in
-    /proc/cpuinfo and boost clocks run above the nominal one, so the reported MHz can be far off."""
-    if platform.machine() not in ("x86_64", "AMD64") or not sys.platform.startswith("linux"):
-        return None
+def _physical_cores(cpuinfo_path: str) -> int | None:
+    """Distinct (physical id, core id) pairs: hyper-threads of one core share its FMA units."""
+    cores, package, core = set(), "0", None
     try:
-        buf = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-    except (OSError, ValueError, AttributeError):
+        with open(cpuinfo_path, encoding="utf-8") as f:
+            for line in f:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key == "physical id":
+                    package = value
+                elif key == "core id":
+                    core = value
+                elif not line.strip() and core is not None:
+                    cores.add((package, core))
+                    package, core = "0", None
+    except OSError:
         return None
-    try:
-        buf.write(_ADD_CHAIN)
-        anchor = ctypes.c_char.from_buffer(buf)
-        chain = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long)(ctypes.addressof(anchor))
-        best = 0.0
-        for _ in range(3):
-            start = time.perf_counter()
-            done = chain(iterations)
-            best = max(best, 4 * iterations / (time.perf_counter() - start) / 1e6)
-        del chain, anchor  # no exported pointers may remain when the mapping closes
-        return best if done == 4 * iterations else None
-    finally:
-        buf.close()
+    if core is not None:
+        cores.add((package, core))
+    return len(cores) or None
 
 
-def cpu_theoretical(threads: int, measure_clock: bool = True) -> dict[str, Any] | None:
-    info = _cpuinfo()
-    if not info["flags"]:
+def cpu_clock(sysfs_cpu: str = "/sys/devices/system/cpu", cpuinfo_path: str = "/proc/cpuinfo"
+              ) -> tuple[float, str, str] | None:
+    """(MHz, source, what that figure is and its limits) as the OS reports it, or None. Never timed:
+    a timed instruction chain measures the core's scheduler, not its clock."""
+    maxima = []
+    for path in glob.glob(os.path.join(sysfs_cpu, "cpu[0-9]*", "cpufreq", "cpuinfo_max_freq")):
+        try:
+            with open(path, encoding="ascii") as f:
+                maxima.append(int(f.read().strip()) / 1e3)  # kHz
+        except (OSError, ValueError):
+            continue
+    if maxima and max(maxima) > 0:
+        return (max(maxima), "cpufreq cpuinfo_max_freq",
+                "the highest clock the cpufreq driver allows, boost included where the driver reports it: "
+                "an upper bound, all-core clocks under vector load run lower")
+    info = _cpuinfo(cpuinfo_path)
+    if not info["mhz"]:
         return None
-    clock = measured_clock_mhz() if measure_clock else None
-    mhz, where = (clock, "measured with a dependent-add chain") if clock else (info["mhz"], "as /proc/cpuinfo reports")
-    if not mhz:
+    if "hypervisor" in info["flags"]:
+        return (info["mhz"], "/proc/cpuinfo cpu MHz",
+                "in a VM this is the host's nominal or TSC rate, not a boost clock: the cores may run faster, "
+                "so shares above 100% are possible")
+    return (info["mhz"], "/proc/cpuinfo cpu MHz",
+            "the first CPU's clock when read (no cpufreq driver): it moves with load and boost")
+
+
+def cpu_theoretical(threads: int, sysfs_cpu: str = "/sys/devices/system/cpu",
+                    cpuinfo_path: str = "/proc/cpuinfo") -> dict[str, Any] | None:
+    """cores x clock x float32 FLOP/cycle, each from what the OS and the CPU report, with the basis
+    and its limits in words; None where there is no basis to state (no x86 flags, no clock)."""
+    info = _cpuinfo(cpuinfo_path)
+    clock = cpu_clock(sysfs_cpu, cpuinfo_path)
+    if not info["flags"] or clock is None:
         return None
-    cores = max(1, min(threads, os.cpu_count() or threads))
+    mhz, source, limits = clock
+    physical = _physical_cores(cpuinfo_path)
+    cores = max(1, min(threads, physical or os.cpu_count() or threads))
     per_cycle, why = cpu_flops_per_cycle(info["flags"], info["vendor"], info["family"])
-    return {"gflops": cores * mhz * 1e-3 * per_cycle, "clock_mhz": round(mhz), "reported_mhz": info["mhz"],
-            "basis": f"{cores} cores x {mhz:.0f} MHz ({where}) x {per_cycle} FLOP/cycle ({why})"}
+    def plural(k: int, word: str) -> str:
+        return f"{k} {word}" + ("" if k == 1 else "s")
+
+    counted = f"{plural(cores, 'core')} (the run's {plural(threads, 'thread')}" + (
+        f", of {plural(physical, 'core')} /proc/cpuinfo lists)" if physical else ")")
+    return {"gflops": cores * mhz * 1e-3 * per_cycle, "cores": cores, "clock_mhz": round(mhz),
+            "clock_source": source, "flops_per_cycle": per_cycle,
+            "basis": f"{counted} x {mhz:.0f} MHz ({source}; {limits}) x {per_cycle} FLOP/cycle "
+                     f"(from the CPU's flags, assuming {why})"}
 
 
 def theoretical_peak(device: str, device_name: str, precision: str, threads: int) -> dict[str, Any] | None:
@@ -138,40 +161,51 @@ def theoretical_peak(device: str, device_name: str, precision: str, threads: int
 
 
 def measure_matmul_peak(device: str, precision: str, threads: int, method: Method,
-                        n: int | None = None) -> dict[str, Any]:
+                        n: int | None = None, blas_env_set: bool = False) -> dict[str, Any]:
     """GFLOP/s of an n x n x n matrix product on ``device``, on random data, timed with the same
     method as the models. Every GEMM library on offer is tried and the fastest counts: each backend
     class's ``matmul_peak_step`` (torch's cuBLAS or CPU GEMM, ONNX Runtime's MLAS on the CPU) and,
     on the CPU, NumPy's BLAS. One library's slow code path for this CPU (e.g. MKL on AMD) must not
-    pass for the device's peak."""
+    pass for the device's peak. Every library runs with ``threads`` threads, as the model rows do,
+    and records the pool size it reports; ``blas_env_set``: the caller set the BLAS thread variables
+    (``thread_env``) before NumPy loaded, so NumPy's pool has that size without threadpoolctl."""
     n = n or MATMUL_N["cuda" if device.startswith("cuda") else "cpu"]
     if precision not in DTYPES:
         raise ValueError(f"unknown precision '{precision}'; known: {', '.join(DTYPES)}")
     if not device.startswith("cuda") and precision != "float32":
         raise ValueError(f"a {precision} matmul peak is measured on CUDA devices only")
-    candidates = backend_matmuls()
+    candidates = [(name, make, functools.partial(_backend_threads_seen, name)) for name, make in backend_matmuls()]
     if not device.startswith("cuda"):
-        candidates.append(("numpy", _numpy_matmul))
+        candidates.append(("numpy", functools.partial(_numpy_matmul, blas_env_set=blas_env_set),
+                           functools.partial(_numpy_threads_seen, blas_env_set)))
     libraries: dict[str, Any] = {}
-    for offered_by, make in candidates:
-        try:
-            step, library = make(device, precision, threads, n)
-        except (ImportError, NotImplementedError):  # not installed, or none for this device/precision
-            continue
-        except Exception as exc:  # one library failing must not cost the peak the others measure
-            print(f"alexbench: {offered_by} matmul peak not measured: {type(exc).__name__}: {exc}"[:300],
-                  file=sys.stderr)
-            continue
-        stats = summarize(time_step(step, method), batch=1, macs=n ** 3, peak_gflops=None)
-        libraries[library] = {"gflops": stats["gflops"], "median_ms": stats["median_ms"],
-                              "repetitions": stats["repetitions"]}
-        del step
+    not_measured: dict[str, str] = {}
+    try:
+        for offered_by, make, seen in candidates:
+            try:
+                step, library = make(device, precision, threads, n)
+            except (ImportError, NotImplementedError) as exc:  # not installed, none here, or its pool unsettable
+                not_measured[offered_by] = f"{type(exc).__name__}: {exc}"[:300]
+                continue
+            except Exception as exc:  # one library failing must not cost the peak the others measure
+                not_measured[offered_by] = f"{type(exc).__name__}: {exc}"[:300]
+                print(f"alexbench: {offered_by} matmul peak not measured: {not_measured[offered_by]}",
+                      file=sys.stderr)
+                continue
+            stats = summarize(time_step(step, method), batch=1, macs=n ** 3, peak_gflops=None)
+            libraries[library] = {"gflops": stats["gflops"], "median_ms": stats["median_ms"],
+                                  "repetitions": stats["repetitions"], "threads": threads,
+                                  "threads_seen": seen()}
+            del step
+    finally:
+        _restore_blas()
     if not libraries:
         raise RuntimeError(f"no GEMM library to measure the {precision} peak on '{device}' "
                            f"(pip install 'alexbench[torch]')")
     best = max(libraries, key=lambda k: libraries[k]["gflops"])
     return {"gflops": libraries[best]["gflops"], "median_ms": libraries[best]["median_ms"], "n": n,
-            "precision": precision, "library": best, "libraries": libraries, "threads": threads}
+            "precision": precision, "library": best, "libraries": libraries, "threads": threads,
+            "not_measured": not_measured}
 
 
 DTYPES = {"float32": "float32", "tf32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
@@ -204,9 +238,47 @@ def _random(n: int):
     return rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
 
 
-def _numpy_matmul(device: str, precision: str, threads: int, n: int):
-    """NumPy's BLAS; its pool follows the worker's thread variables (OMP/MKL/OPENBLAS_NUM_THREADS)."""
+def _backend_threads_seen(name: str) -> dict[str, Any]:
+    """The pool sizes a backend's framework reports now, in this process (after its matmul step set them)."""
+    from ...backends.registry import load_backend_class
+
+    try:
+        return dict(load_backend_class(name)().threads_seen())
+    except Exception:  # a report, not a measurement: never cost the peak
+        return {}
+
+
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_blas_limit: list[Any] = []  # threadpoolctl's limit while NumPy's matmul is measured
+
+
+def _restore_blas() -> None:
+    while _blas_limit:
+        _blas_limit.pop().restore_original_limits()
+
+
+def _numpy_threads_seen(blas_env_set: bool) -> dict[str, Any]:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {var: os.environ[var] for var in BLAS_THREAD_VARS if var in os.environ} if blas_env_set else {}
+    return {f"blas {pool.get('internal_api')}": pool.get("num_threads") for pool in threadpool_info()
+            if pool.get("user_api") == "blas"}
+
+
+def _numpy_matmul(device: str, precision: str, threads: int, n: int, blas_env_set: bool = False):
+    """NumPy's BLAS with ``threads`` threads: limited by threadpoolctl where installed; else its pool
+    is what the thread variables said when NumPy loaded, which only the caller knows (``blas_env_set``)."""
     import numpy as np
 
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        if not blas_env_set and threads < (os.cpu_count() or threads):
+            # NumPy's BLAS would use every core: not the thread count the rows run with.
+            raise NotImplementedError(f"NumPy's BLAS pool cannot be limited to {threads} threads in this "
+                                      f"process (pip install threadpoolctl)") from None
+    else:
+        _blas_limit.append(threadpool_limits(limits=threads, user_api="blas"))
     a, b = _random(n)
     return (lambda: a @ b), f"numpy {np.__version__}"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...backends.onnx import cache as export_cache
-from ...backends.registry import DEFAULT_BENCH, backend_target, onnx_source
+from ...backends.registry import DEFAULT_BENCH, available_backends, backend_target, onnx_source
 from ...spec import load_spec
 from ...spec.loader import resolve_spec_path
 from .. import environment
@@ -25,7 +25,7 @@ from ..errors import ExitCode
 from ..results.document import new_results
 from ..results.model import BenchDocument, BenchEntry, BenchRow, BenchSection, Verdict, WeightsInfo
 from ..run_weights import run_weights
-from ..workers.bench_entry import skip_reason, thread_env
+from ..workers.bench_entry import bench_refusal, skip_reason, thread_env
 from ..workers.job import make_job
 from ..workers.runner import run_worker
 from .method import Method
@@ -110,6 +110,7 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
         raise BenchError(f"unknown precision {', '.join(unknown)}; known: {', '.join(PRECISIONS)}")
     for name in cfg.backends:
         backend_target(name)  # an unknown name fails before anything runs (UnknownBackend)
+    refuse_unbenchable(cfg.backends)
     spec = load_spec(cfg.spec)
     device = resolve_device(cfg.device, environment.gpu_names())
     if device == "cpu" and any(p != "float32" for p in cfg.precisions):
@@ -141,7 +142,10 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
             progress(f"[{index}/{len(jobs)}] {job.label} on {device} ({name}): starting")
             rows += ctx.bench_job(job, doc, failures)
     for row in rows:
-        measured = (peak["measured"].get(row.precision) or {}).get("gflops")
+        m = peak["measured"].get(row.precision) or {}
+        # A share only of a peak measured with the row's own thread count (CPU rows record theirs).
+        same_threads = row.threads is None or m.get("threads") == row.threads
+        measured = m.get("gflops") if same_threads else None
         theory = (peak["theoretical"].get(row.precision) or {}).get("gflops")
         row.device_name = name
         row.peak_share = row.gflops / measured if row.gflops and measured else None
@@ -157,6 +161,17 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
         summary += f"; {len(failures)} batch size(s) failed"
     doc.verdict = Verdict(int(code), summary)
     return doc.to_json()
+
+
+def refuse_unbenchable(names) -> None:
+    """Before any work: a backend that cannot be timed (it declares no bench precision or has no
+    ``bench_step``, e.g. the float64 reference) is a usage error, not a failure after the peak."""
+    for name in names:
+        why = bench_refusal(name)
+        if why:
+            able = [other for other in available_backends() if not bench_refusal(other)]
+            raise BenchError(f"--backends {name}: backend '{name}' cannot be benchmarked ({why}); "
+                             f"backends that can: {', '.join(able)}")
 
 
 def _device_name(device: str) -> str:
@@ -236,14 +251,20 @@ class _RunContext:
                 measured[p["precision"]] = p
                 if p.get("gflops"):
                     tried = ", ".join(f"{lib} {v['gflops']:,.1f}" for lib, v in p["libraries"].items())
-                    self.progress(f"    matmul {p['n']}^3 {p['precision']}: {p['gflops']:,.1f} GFLOP/s ({tried})")
+                    self.progress(f"    matmul {p['n']}^3 {p['precision']}, {p['threads']} threads: "
+                                  f"{p['gflops']:,.1f} GFLOP/s ({tried})")
+                    for lib, why in (p.get("not_measured") or {}).items():
+                        self.progress(f"    matmul {lib}: not measured ({why})")
                 else:
                     self.progress(f"    matmul peak {p['precision']}: not measured ({p.get('error')})")
         else:
             self.progress(f"    matmul peak: not measured ({result.error})")
         theoretical = {p: t for p in self.cfg.precisions
                        if (t := theoretical_peak(self.device, name, p, self.threads)) is not None}
-        return {"device": self.device, "device_name": name, "measured": measured, "theoretical": theoretical}
+        for precision, t in theoretical.items():
+            self.progress(f"    theoretical peak {precision}: {t['gflops']:,.1f} GFLOP/s = {t['basis']}")
+        return {"device": self.device, "device_name": name, "threads": self.threads, "measured": measured,
+                "theoretical": theoretical}
 
     def overhead(self, doc: BenchDocument) -> list[dict[str, Any]]:
         self.progress("timing the null backend (the harness' own cost per repetition)…")

@@ -50,12 +50,17 @@ def _peak_lines(peak: dict[str, Any]) -> list[str]:
         if m.get("gflops"):
             others = ", ".join(f"{lib} {v['gflops']:,.0f}" for lib, v in (m.get("libraries") or {}).items()
                                if lib != m["library"])
-            lines.append(f"matmul peak ({precision}, {m['n']}^3): {m['gflops']:,.1f} GFLOP/s with {m['library']}, "
-                         f"measured in this run" + (f" (also tried: {others})" if others else ""))
+            threads = f"{m['threads']} thread{'' if m['threads'] == 1 else 's'}, " if m.get("threads") else ""
+            seen = ", ".join(f"{k} {v}" for k, v in ((m.get("libraries") or {}).get(m["library"], {})
+                                                     .get("threads_seen") or {}).items())
+            lines.append(f"matmul peak ({precision}, {m['n']}^3, {threads}the fastest library, measured in this run): "
+                         f"{m['gflops']:,.1f} GFLOP/s with {m['library']}" + (f" (its pool: {seen})" if seen else "")
+                         + (f"; also tried: {others}" if others else ""))
         else:
             lines.append(f"matmul peak ({precision}): not measured ({m.get('error')})")
     for precision, t in (peak.get("theoretical") or {}).items():
-        lines.append(f"theoretical peak ({precision}): {t['gflops']:,.1f} GFLOP/s = {t['basis']}")
+        if t.get("basis"):  # a figure is printed only with what it rests on
+            lines.append(f"theoretical peak ({precision}): {t['gflops']:,.1f} GFLOP/s = {t['basis']}")
     return lines
 
 

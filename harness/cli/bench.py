@@ -84,7 +84,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                              "8192 on a GPU)")
     parser.add_argument("--weights", help="canonical safetensors or torchvision-style .pth (default: seeded)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs (default 0)")
-    parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/1) here")
+    parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/1) here; "
+                        "- writes them to standard output and moves the table to standard error")
     parser.add_argument("--report", metavar="DIR", help="also write report.md and report.html (with the "
                         "images/s against batch size chart) into DIR")
     parser.add_argument("--timeout", type=_nonnegative_float, default=900.0,
@@ -97,10 +98,15 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(command: str, args: argparse.Namespace) -> int:
+    from .output_paths import check_file, check_folder, is_stdout, table_stream, write_results_file
+
+    # Every output path before any work: a bad one is exit 2 in a second, not a traceback after the run.
+    check_file("--json", args.json, what="the results")
+    check_folder("--report", args.report, what="report.md and report.html")
+
     from ..bench.method import Method
     from ..bench.run import BenchConfig, BenchError, run_bench
     from ..bench.table import render_bench
-    from ..results.document import write_results
 
     if args.warmup < 0:
         raise UsageError(f"--warmup must be >= 0; received {args.warmup}")
@@ -120,10 +126,11 @@ def run(command: str, args: argparse.Namespace) -> int:
         doc = run_bench(cfg, progress)
     except (BenchError, UnknownBackend) as exc:
         raise UsageError(str(exc)) from None
-    print(render_bench(doc))
+    print(render_bench(doc), file=table_stream(args.json))  # --json -: standard output is the JSON alone
     if args.json:
-        _write_json(doc, args.json, write_results)
-        progress(f"results written to {args.json}")
+        _write_json(doc, args.json, write_results_file)
+        if not is_stdout(args.json):
+            progress(f"results written to {args.json}")
     if args.report:
         from ..report.write import write_report_for_results
 
@@ -140,9 +147,9 @@ def _write_json(doc: dict, path: str, write_results) -> None:
     except ModuleNotFoundError as exc:
         if exc.name != "jsonschema":
             raise
-        from ...spec.files import atomic_write
         from ..results.document import results_json
+        from .output_paths import write_text
 
-        atomic_write(path, results_json(doc))
+        write_text(path, results_json(doc))
         print(f"alexbench bench: warning: jsonschema is not installed; {path} was written without validation "
               f"(pip install jsonschema, then `alexbench report` reads and validates it)", file=sys.stderr)

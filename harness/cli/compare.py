@@ -6,7 +6,7 @@ import argparse
 
 from ...backends.registry import DEFAULT_COMPARE, UnknownBackend
 from ...spec.loader import shipped_spec_names
-from ..compare.metrics import PROFILES
+from ..compare.metrics import PROFILES, REL_L2_LIMIT
 from ..errors import UsageError
 from ..inputs import InputError
 from .progress import stderr_progress
@@ -21,7 +21,7 @@ EXAMPLES = """examples:
   alexbench compare --spec alexnet-owt --weights alexnet-owt.pth   # torchvision's pretrained weights
   alexbench compare --spec my-net.yaml --backends torch --no-onnx --json results.json
   alexbench compare --input cat.png --input dog.jpg --save run/    # real images; keep every array
-  alexbench compare --profile strict                  # or --atol/--rtol
+  alexbench compare --profile strict                  # or --atol/--rtol/--rel-l2
 """
 
 
@@ -62,7 +62,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="canonical safetensors, or a torchvision-style state_dict (.pth) "
                         "(default: canonical weights drawn from --seed)")
     parser.add_argument("--seed", type=int, default=0, help="seed for canonical weights and inputs (default 0)")
-    parser.add_argument("--batch", type=_positive_int, default=4, help="batch size of seeded inputs (default 4)")
+    parser.add_argument("--batch", type=_positive_int, default=None,
+                        help="batch size of seeded inputs (default 4; with --input: the number of images)")
     parser.add_argument("--input", dest="inputs", action="append", default=[], metavar="IMAGE",
                         help="PNG/JPEG image (repeatable), preprocessed as the spec says; replaces seeded inputs")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="default",
@@ -70,11 +71,16 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--atol", type=_nonnegative_float, help="absolute tolerance (overrides the profile)")
     parser.add_argument("--rtol", type=_nonnegative_float,
                         help="tolerance relative to max|reference| (overrides the profile)")
+    parser.add_argument("--rel-l2", type=_nonnegative_float, metavar="X",
+                        help="largest relative L2 error that passes (overrides the profile: "
+                        + "; ".join(f"{k}: {v:g}" for k, v in REL_L2_LIMIT.items()) + ")")
     parser.add_argument("--layers", dest="layers", action="store_true", default=True,
                         help="compare every named layer, not only the output (default)")
     parser.add_argument("--no-layers", dest="layers", action="store_false", help="compare the final output only")
-    parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/1) here")
-    parser.add_argument("--save", metavar="DIR", help="keep spec, weights, inputs and every output as .npy in DIR")
+    parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/1) here; "
+                        "- writes them to standard output and moves the table (or -q's verdict) to standard error")
+    parser.add_argument("--save", metavar="DIR", help="keep spec, weights, inputs and every output as .npy in DIR "
+                        "(new, empty, or an earlier --save run's folder, whose listed files are replaced)")
     parser.add_argument("--report", metavar="DIR", help="also write report.md and report.html into DIR")
     parser.add_argument("--timeout", type=_nonnegative_float, default=600.0,
                         help="seconds each backend's worker may take (default 600)")
@@ -84,13 +90,21 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(command: str, args: argparse.Namespace) -> int:
+    from .output_paths import check_file, check_folder, check_save_folder, is_stdout, table_stream, write_results_file
+
+    # Every output path before any work: a bad one is exit 2 in a second, not a traceback after the run.
+    check_file("--json", args.json, what="the results")
+    check_save_folder("--save", args.save)
+    check_folder("--report", args.report, what="report.md and report.html")
+    out = table_stream(args.json)  # --json -: standard output carries the JSON alone
+
     from ..compare.run import CompareConfig, run_compare
     from ..compare.table import render_compare
-    from ..results.document import write_results
 
     cfg = CompareConfig(spec=args.spec, backends=args.backends, onnx=args.onnx, weights=args.weights,
                         seed=args.seed, batch=args.batch, inputs=args.inputs, profile=args.profile,
-                        atol=args.atol, rtol=args.rtol, layers=args.layers, timeout_s=args.timeout,
+                        atol=args.atol, rtol=args.rtol, rel_l2=args.rel_l2,
+                        layers=args.layers, timeout_s=args.timeout,
                         save_dir=args.save, cache_dir=args.cache_dir)
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0; received {args.seed}")
@@ -106,15 +120,16 @@ def run(command: str, args: argparse.Namespace) -> int:
     except (UnknownBackend, InputError) as exc:
         raise UsageError(str(exc)) from None
     if args.json:
-        write_results(doc, args.json)
-        progress(f"results written to {args.json}")
+        write_results_file(doc, args.json)
+        if not is_stdout(args.json):
+            progress(f"results written to {args.json}")
     if args.report:
         from ..report.write import write_report_for_results
 
         write_report_for_results(doc, args.report, progress=progress)
         progress(f"report written to {args.report}")
     if args.quiet:
-        print(doc["verdict"]["summary"])
+        print(doc["verdict"]["summary"], file=out)
     else:
-        print(render_compare(doc))
+        print(render_compare(doc), file=out)
     return doc["verdict"]["exit_code"]

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("validate", "check a spec; exit 2 with FILE:LINE:COL on the first problem"),
     "weights": ("weights", "write the canonical weights of a spec for a seed (safetensors)"),
     "backends": ("backends", "list the backends and whether their frameworks are installed"),
+    "cache": ("cache", "list or prune the ONNX export and weights cache (least recently used first)"),
     "compare": ("compare", "run backends on the same inputs and compare them with the float64 reference"),
     "bench": ("bench", "measure throughput and latency per backend, batch size and device"),
     "report": ("report", "write report.md and a self-contained report.html for a spec and results"),

@@ -56,7 +56,9 @@ def run(command_name: str, args: argparse.Namespace) -> int:
     from ...spec import load_spec
     from ..report.model import ReportError
     from ..results.document import read_results
+    from .output_paths import check_folder
 
+    check_folder(("-o", "--output"), args.output, what="the report")  # before any work
     progress = _progress(args.quiet)
     if args.diagram:  # fail before any slow step
         from ..report.diagram import check_graphviz

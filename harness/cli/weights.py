@@ -16,6 +16,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(command: str, args: argparse.Namespace) -> int:
+    from .output_paths import check_file
+
+    check_file(("-o", "--output"), args.output, what="the safetensors weights", stdout_ok=False)  # before any work
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0; received {args.seed}")
     spec = load_spec_argument(args)

@@ -72,9 +72,11 @@ def judge(entries: Sequence[CompareEntry], spec: ModelSpec, outputs: dict, tol: 
         judged.append(_judged(entry, ref, outputs[entry.name], order, tol, rel_l2))
     mismatch = any(e.status == "mismatch" for e in judged)
     failed = any(e.status in ("failed", "unavailable") for e in judged)
-    code = ExitCode.MISMATCH if mismatch else ExitCode.BACKEND if failed else ExitCode.OK
+    # A gate that checked nothing (every backend failed, unavailable or unsupported) must not pass.
+    checked = ref is not None and any(e.name != "reference" and e.status in ("ok", "mismatch") for e in judged)
+    code = ExitCode.MISMATCH if mismatch else ExitCode.BACKEND if failed or not checked else ExitCode.OK
     return Judgement(judged, pairwise({n: o[0] for n, o in outputs.items()}),
-                     Verdict(int(code), verdict_text(judged, spec.name, code)))
+                     Verdict(int(code), verdict_text(judged, spec.name, code, checked)))
 
 
 def _judged(entry: CompareEntry, ref: tuple, got: tuple, order: list[str], tol: Tolerance,
@@ -111,7 +113,7 @@ def pairwise(outputs: dict[str, np.ndarray]) -> Pairwise:
     return Pairwise(names, max_abs, rel)
 
 
-def verdict_text(entries: Sequence[CompareEntry], spec_name: str, code: int) -> str:
+def verdict_text(entries: Sequence[CompareEntry], spec_name: str, code: int, checked: bool = True) -> str:
     compared = [e for e in entries if e.name != "reference"]
     ok = [e.name for e in compared if e.status == "ok"]
     bad = [e.name for e in compared if e.status == "mismatch"]
@@ -122,6 +124,10 @@ def verdict_text(entries: Sequence[CompareEntry], spec_name: str, code: int) -> 
     if code == ExitCode.OK:
         agree = f"PASS: {len(ok)} backends agree with the float64 reference on '{spec_name}' ({', '.join(ok)})"
         return agree + unsupported
+    if not checked:
+        why = [f"{e.name} {e.status}" for e in entries if e.status in ("failed", "unavailable", "unsupported")]
+        return (f"FAIL on '{spec_name}': nothing was checked: no backend was compared with the float64 reference"
+                + (f" ({', '.join(why)})" if why else ""))
     parts = []
     if bad:
         parts.append("mismatch: " + ", ".join(bad))

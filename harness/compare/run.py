@@ -25,6 +25,7 @@ from ...backends.registry import DEFAULT_COMPARE, backend_target, load_backend_c
 from ...spec import load_spec
 from ...spec.files import atomic_write
 from ...spec.loader import resolve_spec_path
+from ..errors import UsageError
 from ..inputs import array_sha256, image_inputs, seeded_inputs
 from ..results.document import new_results
 from ..results.model import CompareDocument, InputsInfo, ToleranceInfo, WeightsInfo
@@ -32,8 +33,11 @@ from ..run_weights import run_weights
 from ..workers.job import make_job
 from ..workers.runner import WorkerResult
 from ..workers.scheduler import Task, run_tasks, worker_limit
-from .judge import backend_entry, failed_entry, judge
+from .judge import backend_entry, error_text, failed_entry, judge
 from .metrics import PROFILES, REL_L2_LIMIT, Tolerance
+
+# The bench worker's "export" task makes (or finds) an export through the cache and runs nothing else.
+EXPORT_WORKER = "alexbench.harness.workers.bench_entry"
 
 Progress = Callable[[str], None]
 
@@ -53,11 +57,12 @@ class CompareConfig:
     onnx: bool = True
     weights: str | None = None
     seed: int = 0
-    batch: int = 4
+    batch: int | None = None  # None: 4 seeded inputs, or one per --input image
     inputs: list[str] = field(default_factory=list)
     profile: str = "default"
     atol: float | None = None
     rtol: float | None = None
+    rel_l2: float | None = None
     layers: bool = True
     timeout_s: float = 600.0
     save_dir: str | None = None
@@ -69,23 +74,57 @@ class CompareConfig:
         return Tolerance(atol=base.atol if self.atol is None else self.atol,
                          rtol=base.rtol if self.rtol is None else self.rtol)
 
+    def rel_l2_limit(self) -> float:
+        return REL_L2_LIMIT.get(self.profile, REL_L2_LIMIT["default"]) if self.rel_l2 is None else self.rel_l2
+
+    def tolerance_label(self) -> str | None:
+        """How an overridden profile is printed and recorded ("custom (default with rtol 1e-09)"); None
+        when the profile's own values apply."""
+        overrides = [f"{what} {value:g}" for what, value in
+                     (("atol", self.atol), ("rtol", self.rtol), ("relative L2", self.rel_l2)) if value is not None]
+        return f"custom ({self.profile} with {', '.join(overrides)})" if overrides else None
+
 
 def plan_backends(requested: list[str], onnx: bool) -> list[str]:
-    """Reference first, then the requested backends, then the ONNX runs of their exports."""
+    """Reference first, then the requested backends (each once), then the ONNX runs of their exports.
+
+    A request that would check nothing against the reference is refused (UsageError) before any
+    work: only the reference, or only backends that compute nothing (``null``: bench only)."""
     order = ["reference"]
     runners = onnx_runners()
     for name in requested:
         backend_target(name)  # unknown names fail before anything runs
         if name not in order:
             order.append(name)
+    idle = [n for n in order[1:] if _computes_nothing(n)]
+    if idle:
+        raise UsageError(f"--backends: '{idle[0]}' computes nothing (it is for measuring the harness' overhead "
+                         f"in `alexbench bench`), so compare has nothing to check; received "
+                         f"{','.join(requested)}; name backends that compute the model, e.g. torch,keras")
+    if len(order) == 1:
+        raise UsageError(f"--backends: received {','.join(requested)}: the reference alone checks nothing; name "
+                         f"at least one backend to compare with it, e.g. torch,keras (`alexbench backends`)")
     if onnx:
-        order += [runners[n] for n in requested if n in runners and runners[n] not in order]
+        for name in list(order[1:]):
+            if name in runners and runners[name] not in order:
+                order.append(runners[name])
     return order
+
+
+def _computes_nothing(name: str) -> bool:
+    try:
+        return bool(load_backend_class(name).computes_nothing)
+    except Exception:  # a plugin that cannot be imported here: its worker reports why
+        return False
 
 
 @contextmanager
 def _run_dir(save_dir: str | None) -> Iterator[Path]:
     if save_dir:
+        from ..cli.output_paths import check_save_folder, remove_previous_run
+
+        # An earlier run's files go first, so its backend folders cannot outlive it unlisted.
+        remove_previous_run(check_save_folder("save_dir", save_dir))
         path = Path(save_dir)
         path.mkdir(parents=True, exist_ok=True)
         yield path
@@ -96,21 +135,21 @@ def _run_dir(save_dir: str | None) -> Iterator[Path]:
 
 def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> dict:
     """Run the comparison and return the results document (see results_schema.json)."""
+    order = plan_backends(cfg.backends, cfg.onnx)  # a request that checks nothing fails before any work
     kwargs = {"budget_bytes": cfg.max_bytes} if cfg.max_bytes else {}
     spec = load_spec(cfg.spec, **kwargs)
     weights = run_weights(spec, cfg.weights, cfg.seed, cfg.cache_dir)
-    x = image_inputs(spec, cfg.inputs) if cfg.inputs else seeded_inputs(spec, cfg.batch, cfg.seed)
-    order = plan_backends(cfg.backends, cfg.onnx)
+    x = image_inputs(spec, cfg.inputs, cfg.batch) if cfg.inputs else seeded_inputs(spec, cfg.batch, cfg.seed)
     runners = onnx_runners()
     tol = cfg.tolerance()
-    rel_l2 = REL_L2_LIMIT.get(cfg.profile, REL_L2_LIMIT["default"])
+    rel_l2 = cfg.rel_l2_limit()
 
     w_sha = weights.sha256
     doc = new_results(
         "compare", spec, weights=WeightsInfo(weights.source, w_sha),
         inputs=InputsInfo("files" if cfg.inputs else f"seeded normal, seed {cfg.seed}", int(x.shape[0]),
                           list(x.shape), array_sha256(x), list(cfg.inputs)),
-        tolerance=ToleranceInfo(cfg.profile, tol.atol, tol.rtol, rel_l2))
+        tolerance=ToleranceInfo(cfg.profile, tol.atol, tol.rtol, rel_l2, label=cfg.tolerance_label()))
 
     entries: dict[str, object] = {}  # backend -> its entry, in the order workers finish
     unsupported = _unsupported(order, spec)
@@ -119,10 +158,14 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         progress(f"{name}: unsupported, not run: {reason}")
     planned = [n for n in order if n not in unsupported]
     exporting = [n for n in planned if runners.get(n) in planned]
+    # ONNX runs requested without their source backend: its export (cached, or made by an export-only
+    # worker) but no run of the source itself.
+    export_only = list(dict.fromkeys(s for n in planned if (s := onnx_source(n)) and s not in planned))
 
     with _run_dir(cfg.save_dir) as run_dir, ThreadPoolExecutor(1) as pool:
         # The cache checks hash each cached file: on another core, while this one writes the weights.
-        lookups = {n: pool.submit(export_cache.lookup, n, spec, w_sha, cfg.cache_dir) for n in exporting}
+        lookups = {n: pool.submit(export_cache.lookup, n, spec, w_sha, cfg.cache_dir)
+                   for n in exporting + export_only}
         spec_path = run_dir / "spec.yaml"
         shutil.copyfile(resolve_spec_path(cfg.spec), spec_path)
         weights_path = weights.file_in(run_dir, copy=bool(cfg.save_dir))
@@ -150,12 +193,26 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
 
         tasks: list[Task] = []
         export_targets: dict[str, Path] = {}
+        export_tasks: dict[str, str] = {}  # export-only task -> its source backend
+        for source in export_only:
+            cached = lookups[source].result()
+            if cached is not None:
+                exports[source] = {"path": str(cached.path), "info": cached.info, "cache_hit": True}
+                progress(f"{source}: ONNX export found in the cache ({cached.path.name})")
+                continue
+            task_name = f"{source} (export only)"
+            export_tasks[task_name] = source
+            tasks.append(Task(task_name, partial(_export_job, run_dir / f"export-{source}", source, spec_path,
+                                                 weights_path, input_path, cfg.cache_dir),
+                              (), cfg.timeout_s, partial(_stage_progress, progress, task_name), EXPORT_WORKER))
+        source_task = {s: t for t, s in export_tasks.items()}
         for name in planned:
             source = onnx_source(name)
             on_event = partial(_stage_progress, progress, name)
             if source is not None:
                 # On a cache hit the export is already there; otherwise wait for the worker that makes it.
-                after = () if "path" in exports.get(source, {}) or source not in planned else (source,)
+                after = () if "path" in exports.get(source, {}) else (
+                    (source,) if source in planned else (source_task[source],))
                 tasks.append(Task(name, lambda n=name, s=source: onnx_job(n, s), after, cfg.timeout_s, on_event))
                 continue
             job_kwargs = {}
@@ -170,10 +227,21 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
             tasks.append(Task(name, lambda n=name, kw=job_kwargs: job_for(n, **kw), (), cfg.timeout_s, on_event))
 
         def started(name: str, worker) -> None:
+            if name in export_tasks:
+                progress(f"{name}: exporting to ONNX (cached for the next run)")
+                return
             counts["started"] += 1
             progress(f"[{counts['started']}/{len(planned)}] {name}: starting")
 
         def finished(name: str, result: WorkerResult) -> None:
+            if name in export_tasks:  # not a compared backend: it only leaves its export
+                path = ((result.result or {}).get("bench") or {}).get("onnx_path")
+                if result.status == "ok" and path:
+                    exports[export_tasks[name]] = {"path": path, "cache_hit": False}
+                else:
+                    exports[export_tasks[name]] = {"error": error_text(result)}
+                progress(f"{name}: {result.status} in {result.elapsed_s:.1f} s")
+                return
             counts["ended"] += 1
             progress(f"{name}: {result.status} in {result.elapsed_s:.1f} s ({counts['ended']}/{len(planned)} done)")
             export_target = export_targets.get(name)
@@ -206,6 +274,16 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         if cfg.save_dir:
             _write_manifest(run_dir, doc, saved)
     return doc.to_json()
+
+
+def _export_job(job_dir: Path, source: str, spec_path: Path, weights_path: Path, input_path: Path,
+                cache_dir: str | None) -> Path:
+    """A worker job that only makes ``source``'s ONNX export, through the export cache."""
+    import json
+
+    make_job(job_dir, source, spec_path, weights_path, input_path, env=PARITY_ENV)
+    atomic_write(job_dir / "bench.json", json.dumps({"task": "export", "kind": source, "cache_dir": cache_dir}))
+    return job_dir
 
 
 def _unsupported(order: list[str], spec) -> dict[str, str]:

@@ -26,8 +26,8 @@ def render_compare(doc: dict) -> str:
     spec, tol = doc["spec"], doc["tolerance"]
     lines = [f"spec '{spec['name']}': {spec['param_count']:,} parameters, output {_shape(spec['output_shape'])}; "
              f"inputs {_shape(doc['inputs']['shape'])} ({doc['inputs']['source']}); weights {doc['weights']['source']}",
-             f"tolerance '{tol['profile']}': max abs <= {tol['atol']:g} + {tol['rtol']:g} x max|ref|, "
-             f"relative L2 <= {tol['rel_l2']:g}", ""]
+             f"tolerance {tol.get('label') or repr(tol['profile'])}: max abs <= {tol['atol']:g} + {tol['rtol']:g} "
+             f"x max|ref|, relative L2 <= {tol['rel_l2']:g}", ""]
     rows = [["backend", "status", "output", "params", "max abs", "rel L2", "cosine", "top-1", "top-5", "time"]]
     for e in doc["backends"]:
         m = e.get("metrics") or {}
@@ -53,6 +53,10 @@ def render_compare(doc: dict) -> str:
     for e in doc["backends"]:
         if e["status"] == "mismatch":
             details.append(f"{e['name']}: " + _mismatch_text(e, spec))
+        elif e.get("param_count") is not None and e["param_count"] != spec["param_count"]:
+            # Explained (or it would be a mismatch): say how, here and not only in the JSON.
+            note = f": {e['param_note']}" if e.get("param_note") else ""
+            details.append(f"{e['name']}: {e['param_count']:,} parameters vs the spec's {spec['param_count']:,}{note}")
         elif e["status"] == "unsupported":  # declared by the backend: no worker ran, nothing to tail
             details.append(f"{e['name']}: unsupported, not run: {e.get('error')}")
         elif e["status"] in ("failed", "unavailable"):

@@ -191,13 +191,15 @@ class ToleranceInfo:
     atol: float
     rtol: float
     rel_l2: float
+    label: str | None = None  # set when --atol/--rtol/--rel-l2 override the profile: "custom (default with ...)"
 
     def to_json(self) -> Json:
-        return {"profile": self.profile, "atol": self.atol, "rtol": self.rtol, "rel_l2": self.rel_l2}
+        out = {"profile": self.profile, "atol": self.atol, "rtol": self.rtol, "rel_l2": self.rel_l2}
+        return out if self.label is None else out | {"label": self.label}
 
     @classmethod
     def from_json(cls, d: Json) -> ToleranceInfo:
-        return cls(d["profile"], d["atol"], d["rtol"], d["rel_l2"])
+        return cls(d["profile"], d["atol"], d["rtol"], d["rel_l2"], d.get("label"))
 
 
 # ---- bench ------------------------------------------------------------------------------------

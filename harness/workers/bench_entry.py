@@ -24,26 +24,51 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...backends.base import Backend
+# Nothing here imports NumPy at module level: ``main`` applies the job's thread variables first,
+# because NumPy's BLAS sizes its pool once, when it loads (the peak's NumPy matmul must run with
+# the job's thread count, like every other library).
 from ...backends.registry import load_backend_class
-from .entry import Worker
-from .entry import main as worker_main
+
+if TYPE_CHECKING:
+    from ...backends.base import Backend
+
+BLAS_ENV_BEFORE_NUMPY = False  # set by main: NumPy loaded after the job's thread variables were set
 
 
 def backend_class(backend: str) -> type[Backend]:
     """The registered class, or ``Backend`` (its defaults: float32, no compiled variant) for a name
     whose class cannot be loaded here: its worker then reports why."""
+    from ...backends.base import Backend
+
     try:
         return load_backend_class(backend)
     except Exception:
         return Backend
 
 
+def bench_refusal(backend: str) -> str | None:
+    """Why this backend cannot be benchmarked at all (read off its class), or None. A class that
+    cannot be loaded here is not refused: its worker reports why."""
+    from ...backends.base import Backend
+
+    try:
+        cls = load_backend_class(backend)
+    except Exception:
+        return None
+    if not cls.bench_precisions:
+        return getattr(cls, "no_bench_reason", None) or "it declares no bench precision"
+    if cls.bench_step is Backend.bench_step:
+        return "it implements no bench_step"
+    return None
+
+
 def skip_reason(backend: str, device: str, precision: str, compiled: bool) -> str | None:
     """Why this combination is not run, or None when it is."""
     cls = backend_class(backend)
+    if not cls.bench_precisions:
+        return bench_refusal(backend) or f"{backend} is not benchmarked"
     if precision not in cls.bench_precisions:
         return f"{backend} has no {precision} mode here (runs {', '.join(cls.bench_precisions)})"
     if precision != "float32" and not device.startswith("cuda"):
@@ -60,7 +85,9 @@ def thread_env(threads: int) -> dict[str, str]:
             "TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": "1"}
 
 
-class BenchWorker(Worker):
+class BenchTasks:
+    """The bench tasks; mixed into the parity worker's ``Worker`` by ``main`` (which imports NumPy)."""
+
     def _do(self, job: dict[str, Any]) -> None:
         settings = json.loads((self.job_dir / "bench.json").read_text())
         os.environ.update({str(k): str(v) for k, v in (job.get("env") or {}).items()})
@@ -161,7 +188,7 @@ def _peaks(settings: dict[str, Any]) -> list[dict[str, Any]]:
     for precision in settings["precisions"]:
         try:
             out.append(measure_matmul_peak(settings["device"], precision, settings["threads"], method,
-                                           n=settings.get("n")))
+                                           n=settings.get("n"), blas_env_set=BLAS_ENV_BEFORE_NUMPY))
         except Exception as exc:  # the models' rows still stand without a peak
             out.append({"precision": precision, "gflops": None, "error": f"{type(exc).__name__}: {exc}"})
     return out
@@ -176,7 +203,30 @@ def threads_seen(backend: Backend) -> dict[str, Any]:
     return seen
 
 
+def apply_job_env(argv: list[str]) -> None:
+    """The job's environment (thread variables), before NumPy or any framework loads."""
+    global BLAS_ENV_BEFORE_NUMPY
+    if len(argv) != 1:
+        return
+    try:
+        job = json.loads((Path(argv[0]) / "job.json").read_text())
+    except (OSError, ValueError):
+        return  # the worker reports a bad job itself
+    env = {str(k): str(v) for k, v in (job.get("env") or {}).items()}
+    os.environ.update(env)
+    BLAS_ENV_BEFORE_NUMPY = "numpy" not in sys.modules and any(var in env for var in ("OPENBLAS_NUM_THREADS",
+                                                                                      "OMP_NUM_THREADS"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    apply_job_env(argv)
+    from .entry import Worker
+    from .entry import main as worker_main
+
+    class BenchWorker(BenchTasks, Worker):
+        """The parity worker (job files, stages, events, result.json) running bench tasks."""
+
     return worker_main(argv, BenchWorker)
 
 

@@ -37,6 +37,8 @@ def check(data) -> None:
     except SpecError as exc:
         text = str(exc)
         assert text.startswith("fuzz.yaml:"), text
+        for problem in getattr(exc, "problems", [exc]):  # several problems: each on its own located line
+            assert problem.message.startswith("fuzz.yaml:") and "\n" not in problem.message, text
         assert "Traceback" not in text
         return
     assert 4 * spec.param_count <= BUDGET

@@ -92,8 +92,64 @@ CASES = {
     "same padding": (
         BASE.replace("padding: 1", "padding: same"),
         "net.yaml:4:63: layer 'conv1' (conv2d): field 'padding' must be explicit: 'same' padding means different "
-        "pixels in different frameworks; received 'same' (string); expected an integer >= 0 or "
-        "[top, bottom, left, right]"),
+        "pixels in different frameworks; received 'same' (string); expected padding: [1, 1, 1, 1] (what "
+        "TensorFlow/Keras 'same' pads, as [top, bottom, left, right], for this layer's 32x32 input, kernel 3x3, "
+        "stride 1x1), or an integer >= 0, [vertical, horizontal] or [top, bottom, left, right]"),
+    "same padding, stride 2: the odd pixel goes bottom/right": (
+        BASE.replace("kernel: 3, padding: 1", "kernel: 3, stride: 2, padding: same"),
+        "net.yaml:4:74: layer 'conv1' (conv2d): field 'padding' must be explicit: 'same' padding means different "
+        "pixels in different frameworks; received 'same' (string); expected padding: [0, 1, 0, 1] (what "
+        "TensorFlow/Keras 'same' pads, as [top, bottom, left, right], for this layer's 32x32 input, kernel 3x3, "
+        "stride 2x2), or an integer >= 0, [vertical, horizontal] or [top, bottom, left, right]"),
+    "valid padding": (
+        BASE.replace("padding: 1", "padding: valid"),
+        "net.yaml:4:63: layer 'conv1' (conv2d): field 'padding' must be explicit: 'valid' is written 0; received "
+        "'valid' (string); expected padding: 0 (no padding, what 'valid' means)"),
+    "out_features means units": (
+        BASE.replace("units: 10", "out_features: 10"),
+        "net.yaml:8:43: layer 'fc1' (linear): unknown field 'out_features' (did you mean 'units'?); received "
+        "'out_features'; expected one of: bias, in_features, init, name, note, op, units"),
+    "kernel_size means kernel": (
+        BASE.replace("kernel: 2,", "kernel_size: 2,"),
+        "net.yaml:6:47: layer 'pool1' (maxpool2d): unknown field 'kernel_size' (did you mean 'kernel'?); received "
+        "'kernel_size'; expected one of: ceil_mode, init, kernel, name, note, op, padding, stride"),
+    "in_channels is inferred": (
+        BASE.replace("filters: 8,", "filters: 8, in_channels: 3,"),
+        "net.yaml:4:56: layer 'conv1' (conv2d): unknown field 'in_channels' (input channels come from the previous "
+        "layer; remove it); received 'in_channels'; expected one of: bias, filters, groups, init, kernel, name, "
+        "note, op, padding, stride"),
+    "dense means linear": (
+        BASE.replace("op: linear", "op: dense"),
+        "net.yaml:8:21: layer 'fc1' (dense): unknown op (did you mean 'linear'?); received 'dense'; expected one "
+        "of: adaptive_avgpool2d, avgpool2d, batchnorm2d, conv2d, dropout, flatten, linear, lrn, maxpool2d, relu, "
+        "softmax"),
+    "Keras MaxPooling2D": (
+        BASE.replace("op: maxpool2d", "op: MaxPooling2D"),
+        "net.yaml:6:23: layer 'pool1' (MaxPooling2D): unknown op (did you mean 'maxpool2d'?); received "
+        "'MaxPooling2D'; expected one of: adaptive_avgpool2d, avgpool2d, batchnorm2d, conv2d, dropout, flatten, "
+        "linear, lrn, maxpool2d, relu, softmax"),
+    "HWC input": (
+        BASE.replace("input: [3, 32, 32]", "input: [32, 32, 1]").replace("kernel: 3, padding: 1", "kernel: 5"),
+        "net.yaml:4:51: layer 'conv1' (conv2d): spatial size collapses to 28x0; received input 32x32x1 with kernel "
+        "5x5, stride 1x1, padding 0,0,0,0; expected a kernel no larger than the padded input (32x1) (note: 'input' "
+        "is [channels, height, width]; [32, 32, 1] looks like [height, width, channels]: did you mean "
+        "[1, 32, 32]?)"),
+    "every independent problem, like a linter": (
+        BASE.replace("filters: 8", "filter: 8").replace("op: relu}", "op: relu6}").replace("units: 10", "units: '10'"),
+        "net.yaml:4:39: layer 'conv1' (conv2d): unknown field 'filter' (did you mean 'filters'?); received 'filter'; "
+        "expected one of: bias, filters, groups, init, kernel, name, note, op, padding, stride\n"
+        "net.yaml:5:23: layer 'relu1' (relu6): unknown op (did you mean 'relu'?); received 'relu6'; expected one of: "
+        "adaptive_avgpool2d, avgpool2d, batchnorm2d, conv2d, dropout, flatten, linear, lrn, maxpool2d, relu, "
+        "softmax\n"
+        "net.yaml:8:36: layer 'fc1' (linear): field 'units' has the wrong type; received '10' (string); expected a "
+        "positive integer\n3 problems in net.yaml"),
+    "shape inference stops at the first shape error, field checks go on": (
+        BASE.replace("kernel: 3, padding: 1", "kernel: 40").replace("units: 10", "units: 0")
+        .replace("  - {name: flatten, op: flatten}\n", ""),
+        "net.yaml:4:51: layer 'conv1' (conv2d): spatial size collapses to 0x0; received input 3x32x32 with kernel "
+        "40x40, stride 1x1, padding 0,0,0,0; expected a kernel no larger than the padded input (32x32)\n"
+        "net.yaml:7:36: layer 'fc1' (linear): field 'units' must be positive; received 0; expected a positive "
+        "integer\n2 problems in net.yaml"),
     "python tag": (
         BASE.replace("name: tiny", "name: !!python/object/apply:os.system ['echo hi']"),
         "net.yaml:1:7: file: YAML value cannot be loaded safely: tagged collections are not allowed; received tag "
@@ -147,3 +203,19 @@ def test_budget_refuses_huge_spec_before_allocating(tmp_path, capsys):
     assert code == 2
     assert err.endswith("net.yaml:1:1: spec: the weights would exceed the memory budget; received 15266.24 GiB of "
                         "float32; expected at most 4.00 GiB (set --max-gib to raise it)")
+
+
+@pytest.mark.parametrize("padding, explicit", [("[1, 2]", (1, 1, 2, 2)), ("[1, 1]", (1, 1, 1, 1)),
+                                               ("[0, 1, 2, 3]", (0, 1, 2, 3))])
+def test_padding_vertical_horizontal(padding, explicit):
+    """[v, h] is accepted like kernel's and stride's [h, w], and means [v, v, h, h]."""
+    spec = parse_spec(BASE.replace("padding: 1", f"padding: {padding}"))
+    assert spec.layers[0].attrs["padding"] == explicit
+    assert spec.layers[0].output_shape == (8, 30 + explicit[0] + explicit[1], 30 + explicit[2] + explicit[3])
+
+
+def test_several_problems_are_one_spec_error():
+    with pytest.raises(SpecError) as info:
+        parse_spec(BASE.replace("filters: 8", "filters: 0").replace("units: 10", "units: -1"), "x.yaml")
+    assert [p.location.line for p in info.value.problems] == [4, 8]
+    assert info.value.location.line == 4

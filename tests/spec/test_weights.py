@@ -82,7 +82,7 @@ def test_check_lists_every_problem():
 
 def test_not_a_safetensors_file(tmp_path):
     path = tmp_path / "junk.safetensors"
-    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    path.write_bytes(b"\x09\x00\x00\x00\x00\x00\x00\x00{not json")  # complete, but not JSON
     with pytest.raises(SpecError, match="not a readable safetensors file"):
         load_weights(path)
 
@@ -115,3 +115,49 @@ def test_pickled_objects_are_refused(tmp_path):
     path.write_bytes(pickle.dumps({"features.0.weight": Payload()}))
     with pytest.raises(SpecError, match="weights_only=True refuses"):
         load_weights(path, load_spec("alexnet-owt"))
+
+
+def test_truncated_safetensors_is_named_as_such(tmp_path):
+    """A cut-off download was reported as 'not a loadable PyTorch state_dict' when its header length
+    happened to start with the pickle byte 0x80."""
+    from alexbench.spec.weights import safetensors_bytes
+
+    spec = load_spec(SPEC)
+    w = canonical_weights(spec, 0)
+    data = next(d for n in range(512) if (d := safetensors_bytes(w, {"note": "x" * n}))[0] == 0x80)
+    assert load_weights_bytes(tmp_path / "ok.safetensors", data, spec)  # whole, it loads
+    for name in ("w.safetensors", "w.bin"):  # by extension, and by its header
+        with pytest.raises(SpecError) as info:
+            load_weights_bytes(tmp_path / name, data[: len(data) // 2], spec)
+        text = str(info.value)
+        assert "truncated or corrupt safetensors file" in text and "PyTorch" not in text
+        assert f"{len(data) // 2:,} bytes, but its header describes {len(data):,}" in text
+    with pytest.raises(SpecError, match="truncated or corrupt safetensors file; received 20 bytes, but the "
+                                        "header alone says"):
+        load_weights_bytes(tmp_path / "w.safetensors", data[:20], spec)
+
+
+def load_weights_bytes(path, data: bytes, spec):
+    path.write_bytes(data)
+    return load_weights(path, spec)
+
+
+def test_pickled_model_error_has_no_terminal_colour_codes(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model.pth"
+    torch.save(torch.nn.Linear(2, 2), path)  # a whole model, not a state_dict: torch's message is coloured
+    with pytest.raises(SpecError) as info:
+        load_weights(path, load_spec("alexnet-owt"))
+    text = str(info.value)
+    assert "Weights only load failed" in text and "do those steps only if you trust" in text
+    assert "\x1b" not in text
+
+
+def test_dataparallel_module_prefix_is_stripped(tmp_path):
+    torch = pytest.importorskip("torch")
+    spec = load_spec(SPEC)
+    w = canonical_weights(spec, 0)
+    path = tmp_path / "dp.pth"
+    torch.save({f"module.{k}": torch.from_numpy(v) for k, v in w.items()}, path)
+    back = load_weights(path, spec)
+    assert sorted(back) == sorted(w) and all(np.array_equal(w[k], back[k]) for k in w)

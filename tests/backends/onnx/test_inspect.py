@@ -23,10 +23,11 @@ from alexbench.spec import canonical_weights, load_spec
 
 SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
 SPECS = ["alexnet", "alexnet-owt", "alexnet-blog-keras", str(SPECS_DIR / "ops-conv-groups.yaml"),
-         str(SPECS_DIR / "ops-pool-norm.yaml")]
+         str(SPECS_DIR / "ops-pool-norm.yaml"), str(SPECS_DIR / "conv-bn.yaml")]
 KINDS = ("torch", "keras")
 # The only layers an exporter leaves without a tensor of their own, and why.
-EXPECTED_MISSING = {("torch", "ops-pool-norm"): {"conv1"}}  # Conv+BatchNorm fused by torch's optimizer
+# Conv+BatchNorm folded by torch's optimizer: the conv's pre-BN output exists nowhere.
+EXPECTED_MISSING = {("torch", "ops-pool-norm"): {"conv1"}, ("torch", "conv-bn"): {"conv1", "conv2"}}
 
 
 def _id(spec: str) -> str:
@@ -77,8 +78,41 @@ def test_export_passes_checks_and_accounts_for_parameters(kind, spec_ref, onnx_c
 def test_batchnorm_folding_is_reported_not_hidden(onnx_cache):
     """torch's optimizer folds ops-pool-norm's bn1 into conv1: 24 parameters fewer, said so."""
     spec, _, _, info = _export("torch", str(SPECS_DIR / "ops-pool-norm.yaml"), onnx_cache)
-    assert info.params["difference"] == -4 * 6
-    assert any("BatchNorm folded" in note and "bn1.running_var" in note for note in info.params["notes"])
+    assert info.params["difference"] == -4 * 6 and info.params["explained"]
+    assert "bn1 folded into conv1: conv1.weight rescaled, conv1.bias rescaled, BN's 24 values absorbed" \
+        in info.params["notes"]
+
+
+def test_folded_conv_without_bias_is_explained_by_construction(onnx_cache):
+    """conv (bias: false) -> batchnorm2d: torch's exporter creates a bias (conv1.weight_bias); it and the
+    rescaled weight are traced back to conv1.weight and bn1's four tensors, checked on the values."""
+    spec, weights, path, info = _export("torch", str(SPECS_DIR / "conv-bn.yaml"), onnx_cache)
+    model = onnx.load(str(path))
+    params = param_breakdown(model, spec, weights)
+    assert params["explained"], params["notes"]
+    assert params["difference"] == -4 * 5 + 5 - 4 * 4
+    assert any(note.startswith("bn1 folded into conv1: conv1.weight rescaled, bias of 5 values created")
+               and "BN's 20 values absorbed" in note for note in params["notes"])
+    tensors, missing = layer_tensors(model, spec)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv" and "conv1.weight" in n.input)
+    assert tensors["bn1"] == conv.output[0]  # the folded conv's output IS the batch norm's
+    assert "conv1" not in tensors and missing["conv1"].startswith("folded")
+
+
+@pytest.mark.parametrize("plant", ["drop_created_bias", "wrong_fold"])
+def test_planted_fold_defects_stay_unexplained(plant, onnx_cache):
+    """A fold whose numbers are not the spec's, or whose created bias is dropped, is not explained away."""
+    spec, weights, path, _ = _export("torch", str(SPECS_DIR / "conv-bn.yaml"), onnx_cache)
+    model = onnx.load(str(path))
+    if plant == "drop_created_bias":
+        kept = [t for t in model.graph.initializer if t.name != "conv1.weight_bias"]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept)
+    else:
+        weights = dict(weights, **{"bn1.running_var": weights["bn1.running_var"] * 2})
+    params = param_breakdown(model, spec, weights)
+    assert not params["explained"]
+    assert any(note.startswith("UNEXPLAINED: bn1 looks folded into conv1") for note in params["notes"])
 
 
 def test_planted_missing_initializer_is_unexplained(onnx_cache):

@@ -86,7 +86,7 @@ def test_param_count_and_note_come_from_the_initializers(onnx_cache):
     keras_side = _built("keras", spec, weights, onnx_cache)
     assert keras_side.param_count() == spec.param_count and keras_side.param_explained
     assert torch_side.param_count() == spec.param_count - 24 and torch_side.param_explained
-    assert "BatchNorm folded" in torch_side.param_note() and f"{spec.param_count:,}" in torch_side.param_note()
+    assert "bn1 folded into conv1" in torch_side.param_note() and f"{spec.param_count:,}" in torch_side.param_note()
 
 
 @pytest.mark.parametrize("kind", list(BACKENDS))

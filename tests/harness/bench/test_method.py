@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -123,17 +124,78 @@ def test_gpu_theoretical_peak_matches_the_most_specific_name():
     assert gpu_theoretical("Some Future GPU", "float32") is None
 
 
-def test_cpu_theoretical_peak_states_its_clock_and_basis():
-    from alexbench.harness.bench.peak import cpu_theoretical, measured_clock_mhz
+REPO = Path(__file__).resolve().parents[3]
 
-    reported = cpu_theoretical(2, measure_clock=False)
-    if reported is None:  # no /proc/cpuinfo (not Linux): nothing is claimed
+
+def test_no_code_maps_executable_memory():
+    """A benchmarking tool runs no hand-assembled machine code: the old clock "measurement" wrote a
+    dependent-add chain into writable-executable memory and called it (and read 8.5-13 GHz on a
+    2.3 GHz part)."""
+    offenders = []
+    for folder in ("harness", "backends"):
+        for path in (REPO / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            for banned in ("PROT_EXEC", "CFUNCTYPE", "mmap.mmap(", "VirtualAlloc"):
+                if banned in text:
+                    offenders.append(f"{path.relative_to(REPO)}: {banned}")
+    assert offenders == []
+    from alexbench.harness.bench import peak
+
+    assert not hasattr(peak, "measured_clock_mhz") and not hasattr(peak, "_ADD_CHAIN")
+
+
+def _fake_cpu(tmp_path, *, flags="fpu sse2 avx avx2 fma", mhz="2445.402", max_khz=None, cores=((0, 0), (0, 1))):
+    """A /proc/cpuinfo and a /sys/devices/system/cpu as the kernel writes them, one block per CPU."""
+    (tmp_path / "cpu").mkdir(parents=True)
+    blocks = []
+    for index, (package, core) in enumerate(cores):
+        lines = [f"processor\t: {index}", "vendor_id\t: AuthenticAMD", "cpu family\t: 25"]
+        lines += [f"cpu MHz\t\t: {mhz}"] if mhz else []
+        lines += [f"physical id\t: {package}", f"core id\t\t: {core}", f"flags\t\t: {flags}"]
+        blocks.append("\n".join(lines) + "\n")
+        if max_khz:
+            freq = tmp_path / "cpu" / f"cpu{index}" / "cpufreq"
+            freq.mkdir(parents=True)
+            (freq / "cpuinfo_max_freq").write_text(f"{max_khz}\n")
+    (tmp_path / "cpuinfo").write_text("\n".join(blocks) + "\n")
+    return str(tmp_path / "cpu"), str(tmp_path / "cpuinfo")
+
+
+def test_theoretical_basis_names_its_source_and_its_limits(tmp_path):
+    from alexbench.harness.bench.peak import cpu_theoretical
+
+    sysfs, cpuinfo = _fake_cpu(tmp_path / "cpufreq", max_khz=3_500_000)
+    t = cpu_theoretical(2, sysfs, cpuinfo)
+    assert t["clock_source"] == "cpufreq cpuinfo_max_freq" and t["clock_mhz"] == 3500
+    assert t["gflops"] == pytest.approx(2 * 3.5 * 32)
+    assert "cpuinfo_max_freq" in t["basis"] and "upper bound" in t["basis"] and "32 FLOP/cycle" in t["basis"]
+    assert "assuming AVX2/FMA: 2 FMA pipes" in t["basis"]  # the FLOP/cycle assumption, stated
+
+    sysfs, cpuinfo = _fake_cpu(tmp_path / "vm", flags="fpu sse2 avx avx2 fma hypervisor")  # no cpufreq
+    t = cpu_theoretical(2, sysfs, cpuinfo)
+    assert t["clock_source"] == "/proc/cpuinfo cpu MHz" and t["clock_mhz"] == 2445
+    assert "/proc/cpuinfo cpu MHz" in t["basis"] and "in a VM" in t["basis"] and "not a boost clock" in t["basis"]
+
+    # Two hyper-threads of one core share its FMA units: one core counts, whatever the thread count.
+    sysfs, cpuinfo = _fake_cpu(tmp_path / "smt", cores=((0, 0), (0, 0)))
+    t = cpu_theoretical(2, sysfs, cpuinfo)
+    assert t["cores"] == 1 and t["basis"].startswith("1 core (the run's 2 threads, of 1 core")
+
+    # No clock to state, or no instruction-set flags (not x86): no figure at all.
+    assert cpu_theoretical(2, *_fake_cpu(tmp_path / "noclock", mhz=None)) is None
+    assert cpu_theoretical(2, *_fake_cpu(tmp_path / "noflags", flags="")) is None
+
+
+def test_this_machines_theoretical_peak_rests_on_what_the_os_reports():
+    from alexbench.harness.bench.peak import cpu_theoretical, theoretical_peak
+
+    t = cpu_theoretical(2)
+    if t is None:  # no clock or flags reported here: nothing is claimed
         return
-    assert "as /proc/cpuinfo reports" in reported["basis"] and reported["clock_mhz"] == round(reported["reported_mhz"])
-    clock = measured_clock_mhz()
-    assert clock is None or clock > 0  # x86-64 Linux: the add chain ran and counted 4n adds
-    measured = cpu_theoretical(2)
-    assert ("measured with a dependent-add chain" in measured["basis"]) == (clock is not None)
+    assert t["clock_source"] in ("cpufreq cpuinfo_max_freq", "/proc/cpuinfo cpu MHz")
+    assert t["clock_source"] in t["basis"] and "FLOP/cycle" in t["basis"]
+    assert theoretical_peak("cpu", "cpu", "float32", 2) == t
+    assert theoretical_peak("cpu", "cpu", "bfloat16", 2) is None
 
 
 ALL_PRECISIONS = ("float32", "tf32", "float16", "bfloat16")
@@ -149,7 +211,6 @@ ORT_REASON = "ONNX Runtime always optimises the graph (level ALL): no separate v
     ("onnx-torch", ("float32",), None, ORT_REASON),
     ("onnx-keras", ("float32",), None, ORT_REASON),
     ("null", ALL_PRECISIONS, None, "nothing to compile"),
-    ("reference", ("float32",), None, "no compiled variant known for this backend"),
 ])
 def test_backends_declare_what_the_bench_runs(name, precisions, compiled, no_compiled):
     """The declarations the harness reads instead of a table of names (same values and skip reasons
@@ -163,18 +224,54 @@ def test_backends_declare_what_the_bench_runs(name, precisions, compiled, no_com
     assert cls.computes_nothing == (name == "null")
 
 
+def test_reference_declares_it_is_not_benchmarked():
+    from alexbench.harness.workers.bench_entry import bench_refusal
+
+    assert load_backend_class("reference").bench_precisions == ()
+    assert bench_refusal("reference") == "it is the float64 parity oracle, not a runtime to time"
+    assert skip_reason("reference", "cpu", "float32", False) == bench_refusal("reference")
+    assert [name for name in ("torch", "null", "onnx-torch") if bench_refusal(name)] == []
+
+
 def test_each_matmul_implementation_is_tried_once():
     offered = [name for name, _ in backend_matmuls()]
     assert offered == ["torch", "onnx-torch"]  # onnx-keras runs the same ONNX Runtime matmul
 
 
 def test_cpu_matmul_peak_tries_every_library_and_the_fastest_counts():
-    peak = measure_matmul_peak("cpu", "float32", 1, Method(warmup=1, min_time_s=0.0, min_reps=2), n=64)
+    every_core = os.cpu_count() or 1
+    peak = measure_matmul_peak("cpu", "float32", every_core, Method(warmup=1, min_time_s=0.0, min_reps=2), n=64)
     assert {library.split()[0] for library in peak["libraries"]} == {"torch", "numpy", "onnxruntime"}
     assert peak["library"] == max(peak["libraries"], key=lambda k: peak["libraries"][k]["gflops"])
-    assert peak["n"] == 64 and peak["threads"] == 1 and peak["gflops"] > 0
+    assert peak["n"] == 64 and peak["threads"] == every_core and peak["gflops"] > 0
+    assert all(v["threads"] == every_core for v in peak["libraries"].values())
+    torch_entry = next(v for k, v in peak["libraries"].items() if k.startswith("torch"))
+    assert torch_entry["threads_seen"] == {"torch": every_core}
     with pytest.raises(ValueError, match="on CUDA devices only"):
         measure_matmul_peak("cpu", "bfloat16", 1, Method(), n=64)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: every pool already has one thread")
+def test_numpy_is_left_out_of_a_fewer_thread_peak_where_its_pool_cannot_be_set():
+    """Here NumPy loaded before any thread variable was set: without threadpoolctl its BLAS would
+    use every core, so a 1-thread peak must not take its figure (the halved "% of matmul peak")."""
+    import importlib.util
+
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        peak = measure_matmul_peak("cpu", "float32", 1, Method(warmup=0, min_time_s=0.0, min_reps=1), n=32)
+    finally:  # this process' other tests keep their pool
+        torch.set_num_threads(threads)
+    torch_entry = next(v for k, v in peak["libraries"].items() if k.startswith("torch"))
+    assert torch_entry["threads_seen"] == {"torch": 1}
+    if importlib.util.find_spec("threadpoolctl") is None:
+        assert "threadpoolctl" in peak["not_measured"]["numpy"]
+        assert not any(k.startswith("numpy") for k in peak["libraries"])
+    else:
+        numpy_entry = next(v for k, v in peak["libraries"].items() if k.startswith("numpy"))
+        assert set(numpy_entry["threads_seen"].values()) == {1}
 
 
 def test_torch_half_precision_step_casts_model_and_input():

@@ -98,3 +98,40 @@ def test_requests_this_machine_cannot_serve_exit_2_before_anything_runs(args, me
     assert main(["bench", "--spec", TINY, *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "measuring" not in err  # refused before the first worker started
+
+
+def test_a_one_thread_bench_measures_its_peak_with_one_thread(tmp_path, capsys):
+    """--threads 1 once shared the rows against a peak NumPy measured on every core ("% of matmul
+    peak" halved): the peak worker now runs every library with the rows' thread count and says so."""
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--spec", TINY, "--backends", "torch", "--batch-sizes", "1", "--threads", "1",
+                 "--min-time", "0", "--min-reps", "2", "--warmup", "1", "--peak-size", "128", "--no-overhead",
+                 "--json", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err[-3000:]
+    doc = read_results(out)
+    peak = doc["bench"]["peak"]
+    measured = peak["measured"]["float32"]
+    assert peak["threads"] == 1 and measured["threads"] == 1
+    libraries = {name.split()[0]: entry for name, entry in measured["libraries"].items()}
+    assert libraries["torch"]["threads_seen"] == {"torch": 1}  # torch.get_num_threads() in the peak worker
+    assert all(entry["threads"] == 1 for entry in libraries.values())
+    # NumPy's BLAS got the thread variables before it loaded (or threadpoolctl's limit): 1 thread.
+    assert "numpy" in libraries and set(map(str, libraries["numpy"]["threads_seen"].values())) == {"1"}
+    (row,) = doc["bench"]["rows"]
+    assert row["threads"] == 1 and row["peak_share"] == pytest.approx(row["gflops"] / measured["gflops"])
+    assert "matmul peak (float32, 128^3, 1 thread," in printed.out
+
+
+def test_bench_reference_is_refused_before_any_work(capsys):
+    """It once measured the peak, then failed with NotImplementedError in the reference worker."""
+    import time
+
+    started = time.perf_counter()
+    assert main(["bench", "--spec", TINY, "--backends", "torch,reference", "--batch-sizes", "1"]) == 2
+    assert time.perf_counter() - started < 5
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "measuring" not in err and "Traceback" not in err
+    assert "backend 'reference' cannot be benchmarked (it is the float64 parity oracle" in lines[0]
+    assert "backends that can: torch, keras" in lines[0] and "reference," not in lines[0]

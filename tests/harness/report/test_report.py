@@ -22,6 +22,7 @@ from alexbench.spec import load_spec, shipped_spec_names
 GOLDEN = Path(__file__).parent / "golden"
 RESULTS = sorted(str(p) for p in GOLDEN.glob("results-*.json"))
 TEST_SPECS = sorted(str(p) for p in (Path(__file__).parents[2] / "specs").glob("*.yaml"))
+OPS_CONV_GROUPS = str(Path(__file__).parents[2] / "specs" / "ops-conv-groups.yaml")  # uneven kernel/padding, no bias
 
 
 def report(tmp_path: Path, *args: str) -> tuple[int, Path]:
@@ -62,7 +63,7 @@ def test_key_attrs():
     assert key_attrs(spec.layer("pool1")) == "kernel 3×3 · stride 2"  # a pool's stride always shows
     assert key_attrs(spec.layer("norm1")) == "size 5 · alpha 0.0005 · beta 0.75 · k 2"
     assert key_attrs(spec.layer("relu1")) == ""
-    ops = load_spec(TEST_SPECS[0])  # ops-conv-groups: uneven kernel/padding, no bias
+    ops = load_spec(OPS_CONV_GROUPS)
     assert key_attrs(ops.layer("conv3")) == "filters 8 · kernel 2×3 · stride 2 · padding 0,1,1,1 · groups 4 · bias no"
     assert key_attrs(load_spec("alexnet-owt").layer("avgpool")) == "output 6"
 
@@ -214,10 +215,10 @@ def test_log_chart_handles_zero_and_gaps():
 def test_report_from_a_real_compare_run(tmp_path):
     """compare writes results, report reads them: the schema is the only contract between them."""
     results = tmp_path / "cmp.json"
-    code = main(["compare", "--spec", TEST_SPECS[0], "--backends", "torch", "--no-onnx", "--batch", "2",
+    code = main(["compare", "--spec", OPS_CONV_GROUPS, "--backends", "torch", "--no-onnx", "--batch", "2",
                  "--json", str(results), "--quiet"])
     assert code == 0
-    code, out = report(tmp_path, TEST_SPECS[0], "--results", str(results))
+    code, out = report(tmp_path, OPS_CONV_GROUPS, "--results", str(results))
     assert code == 0
     text = (out / "report.md").read_text()
     assert "✅ ok · max_abs" in text and "all 9 layers within tolerance" in text
