@@ -98,7 +98,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(command: str, args: argparse.Namespace) -> int:
-    from .output_paths import check_file, check_folder, is_stdout, table_stream, write_results_file
+    from ..output_paths import check_file, check_folder, is_stdout, table_stream, write_results_file
 
     # Every output path before any work: a bad one is exit 2 in a second, not a traceback after the run.
     check_file("--json", args.json, what="the results")
@@ -147,8 +147,8 @@ def _write_json(doc: dict, path: str, write_results) -> None:
     except ModuleNotFoundError as exc:
         if exc.name != "jsonschema":
             raise
+        from ..output_paths import write_text
         from ..results.document import results_json
-        from .output_paths import write_text
 
         write_text(path, results_json(doc))
         print(f"alexbench bench: warning: jsonschema is not installed; {path} was written without validation "

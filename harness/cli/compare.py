@@ -90,7 +90,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(command: str, args: argparse.Namespace) -> int:
-    from .output_paths import check_file, check_folder, check_save_folder, is_stdout, table_stream, write_results_file
+    from ..output_paths import check_file, check_folder, check_save_folder, is_stdout, table_stream, write_results_file
 
     # Every output path before any work: a bad one is exit 2 in a second, not a traceback after the run.
     check_file("--json", args.json, what="the results")

@@ -54,9 +54,9 @@ def add_arguments(command_name: str, parser: argparse.ArgumentParser) -> None:
 
 def run(command_name: str, args: argparse.Namespace) -> int:
     from ...spec import load_spec
+    from ..output_paths import check_folder
     from ..report.model import ReportError
     from ..results.document import read_results
-    from .output_paths import check_folder
 
     check_folder(("-o", "--output"), args.output, what="the report")  # before any work
     progress = _progress(args.quiet)

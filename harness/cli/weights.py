@@ -16,7 +16,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(command: str, args: argparse.Namespace) -> int:
-    from .output_paths import check_file
+    from ..output_paths import check_file
 
     check_file(("-o", "--output"), args.output, what="the safetensors weights", stdout_ok=False)  # before any work
     if args.seed < 0:

@@ -121,7 +121,7 @@ def _computes_nothing(name: str) -> bool:
 @contextmanager
 def _run_dir(save_dir: str | None) -> Iterator[Path]:
     if save_dir:
-        from ..cli.output_paths import check_save_folder, remove_previous_run
+        from ..output_paths import check_save_folder, remove_previous_run
 
         # An earlier run's files go first, so its backend folders cannot outlive it unlisted.
         remove_previous_run(check_save_folder("save_dir", save_dir))

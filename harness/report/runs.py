@@ -138,10 +138,12 @@ def _bench_runs(runs: list[Run]) -> Table:
     for run in runs:
         bench = run.doc.get("bench") or {}
         settings, peak = bench.get("settings") or {}, bench.get("peak") or {}
-        peaks = [f"{prec} {fmt_num(v.get('gflops'))} GFLOP/s" for prec, v in (peak.get("measured") or {}).items()
-                 if isinstance(v, dict)]
-        theory = [f"{prec} {fmt_num(v.get('gflops'))} GFLOP/s" for prec, v in (peak.get("theoretical") or {}).items()
-                  if isinstance(v, dict)]
+        # Each peak says what it rests on: the measured one its library and thread count, the
+        # theoretical one its basis (a figure without a basis is not shown at all).
+        peaks = [f"{prec} {fmt_num(v.get('gflops'))} GFLOP/s" + _peak_basis(v.get("library"), v.get("threads"))
+                 for prec, v in (peak.get("measured") or {}).items() if isinstance(v, dict) and v.get("gflops")]
+        theory = [f"{prec} {fmt_num(v.get('gflops'))} GFLOP/s ({v['basis']})"
+                  for prec, v in (peak.get("theoretical") or {}).items() if isinstance(v, dict) and v.get("basis")]
         overhead = "; ".join(f"{fmt_num(o.get('median_ms'))} ms at batch {o.get('batch')}"
                              for o in bench.get("overhead") or [] if isinstance(o, dict))
         missing = [f"{f.get('backend')} {f.get('precision')} batch {f.get('batch', '?')}: {f.get('error', 'failed')}"
@@ -155,6 +157,11 @@ def _bench_runs(runs: list[Run]) -> Table:
                      Cell("; ".join(missing) or "none", "bad" if missing else "")])
     return Table("bench-runs", ["run", "results file", "device", "matmul peak (measured)", "theoretical peak",
                                 "harness overhead", "not measured"], rows, caption="Bench runs")
+
+
+def _peak_basis(library: str | None, threads: int | None) -> str:
+    parts = [part for part in (library, f"{threads} threads" if threads else None) if part]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _bench_cell(r: dict[str, Any] | None) -> Cell:

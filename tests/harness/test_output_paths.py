@@ -18,7 +18,7 @@ import pytest
 from alexbench.harness.compare.run import CompareConfig, run_compare
 from alexbench.harness.errors import UsageError
 
-SPEC = str(Path(__file__).parents[2] / "specs" / "ops-conv-groups.yaml")
+SPEC = str(Path(__file__).parents[1] / "specs" / "ops-conv-groups.yaml")
 ALEXBENCH = [sys.executable, "-m", "alexbench"]
 FAST = ["--spec", SPEC, "--backends", "torch", "--no-onnx"]
 BENCH = ["--spec", SPEC, "--backends", "torch", "--batch-sizes", "1"]

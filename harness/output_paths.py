@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import UsageError
+from .errors import UsageError
 
 STDOUT = "-"
 
@@ -143,14 +143,14 @@ def write_text(path: str, text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from ...spec.files import atomic_write
+    from ..spec.files import atomic_write
 
     atomic_write(path, text)
 
 
 def write_results_file(doc: dict, path: str) -> None:
     """Validate ``doc`` and write it to ``path`` (``-``: standard output)."""
-    from ..results.document import results_json, validate_results
+    from .results.document import results_json, validate_results
 
     validate_results(doc)
     write_text(path, results_json(doc))
