@@ -68,7 +68,11 @@ def strip_ansi(text: str) -> str:
 
 
 def layer_where(name: str, op: str) -> str:
-    return f"layer '{name}' ({op})"
+    """``layer 'NAME' (op)``; a name or op with a newline or control character is shown escaped,
+    so that every problem stays one line."""
+    shown_name = name if str(name).isprintable() else repr(name)[1:-1]
+    shown_op = op if str(op).isprintable() else repr(op)
+    return f"layer '{shown_name}' ({shown_op})"
 
 
 def field_where(path: str) -> str:

@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from alexbench.spec import SpecError, parse_spec
 from alexbench.spec.loader import shipped_specs_dir
 
-settings.register_profile("ci", max_examples=600, deadline=2000,
+# The gate's profile draws the same examples on every run (a gate must not fail by chance); the
+# nightly profile explores new ones, and what it finds becomes a fixed test here.
+settings.register_profile("ci", max_examples=600, deadline=2000, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("nightly", max_examples=20000, deadline=2000,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

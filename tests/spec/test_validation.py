@@ -219,3 +219,11 @@ def test_several_problems_are_one_spec_error():
         parse_spec(BASE.replace("filters: 8", "filters: 0").replace("units: 10", "units: -1"), "x.yaml")
     assert [p.location.line for p in info.value.problems] == [4, 8]
     assert info.value.location.line == 4
+
+
+def test_an_op_with_a_newline_stays_one_line():
+    """Found by the fuzz tests: the op was shown raw in the layer's header."""
+    with pytest.raises(SpecError) as err:
+        parse_spec('name: t\ninput: [3, 8, 8]\nlayers:\n  - {name: c, op: "\\n"}\n', "t.yaml")
+    assert "\n" not in err.value.message
+    assert err.value.message.startswith("t.yaml:4:") and "layer 'c' ('\\n'): unknown op" in err.value.message
