@@ -125,6 +125,9 @@ def check_save_folder(option: str | Sequence[str], path: str | None) -> list[Pat
                          f"expected {valid}") from None
     # Each listed path's top entry (a backend's files live in its own folder); never outside DIR.
     tops = {Path(name).parts[0] for name in names if name and not os.path.isabs(name)}
+    # A backend that failed has no outputs in the manifest, but its folder holds the job file
+    # every worker's folder has: it is that run's too.
+    tops.update(e.name for e in p.iterdir() if e.is_dir() and not e.is_symlink() and (e / "job.json").is_file())
     return [p / top for top in sorted(tops) if top not in ("..", ".")] + [manifest]
 
 

@@ -123,6 +123,9 @@ def test_json_to_stdout_through_a_link_and_reusing_a_save_folder(tmp_path):
     (run / "manifest.json").write_text(json.dumps(manifest))
     (run / "keras").mkdir()
     (run / "keras" / "output.npy").write_bytes(b"stale")
+    # ... and one that failed there: not in the manifest, but its folder has the job file.
+    (run / "onnx-keras").mkdir()
+    (run / "onnx-keras" / "job.json").write_text("{}")
     # 3. --json through a link writes the link's target and leaves the link.
     (tmp_path / "published").mkdir()
     link = tmp_path / "results.json"
