@@ -85,8 +85,8 @@ def test_a_fifo_is_written_not_replaced(tmp_path, write):
         write(fifo, b"through the pipe")
     finally:
         if reader.is_alive() and not got:  # unblock the reader whatever happened
-            with open(fifo, "wb", buffering=0):
-                pass
+            with open(fifo, "wb", buffering=0) as unblock:
+                unblock.write(b"")
         reader.join(10)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert got == [b"through the pipe"]
