@@ -8,6 +8,8 @@ The public API (docs/api.md)::
     alexbench.bench(...)   # -> BenchResult
     alexbench.report(spec, out_dir, results=[result])   # -> paths written
     alexbench.load_spec(name_or_path), alexbench.canonical_weights(spec, seed)
+    imported = alexbench.import_model(my_module)   # your own model -> .spec, .weights, .save()
+    alexbench.compare(model=my_module, spec="alexnet-owt", inputs=array)
 
 Bad arguments raise ``alexbench.UsageError``. Importing this package is cheap: no deep-learning
 framework (nor numpy) is imported until a function needs it; backends run in worker processes.
@@ -15,12 +17,12 @@ The subpackages: ``alexbench.spec`` (the spec language), ``alexbench.backends``,
 ``alexbench.harness`` (compare, bench, report, the command line).
 """
 
-from .harness.errors import ExitCode, UsageError
-from .public import BenchResult, CompareResult, bench, compare, report
+from .harness.errors import ExitCode, StructureMismatch, UsageError
+from .public import BenchResult, CompareResult, bench, compare, import_model, report
 from .version import __version__
 
-__all__ = ["BenchResult", "CompareResult", "ExitCode", "UsageError", "__version__", "bench", "canonical_weights",
-           "compare", "load_spec", "report"]
+__all__ = ["BenchResult", "CompareResult", "ExitCode", "StructureMismatch", "UsageError", "__version__", "bench",
+           "canonical_weights", "compare", "import_model", "load_spec", "report"]
 
 _FROM_SPEC = ("load_spec", "canonical_weights")  # the spec package imports numpy: loaded on first use
 

@@ -14,7 +14,6 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, Union
 
-from .backends.registry import DEFAULT_COMPARE
 from .harness.errors import UsageError
 from .harness.results.model import BenchDocument, CompareDocument, ResultsDocument
 
@@ -26,9 +25,9 @@ PathArg = Union[str, PathLike]
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-def compare(spec: Any = "alexnet", backends: Sequence[str] | str = DEFAULT_COMPARE, *, onnx: bool = True,
-            weights: PathArg | None = None, seed: int = 0, batch: int | None = None,
-            inputs: Sequence[PathArg] | None = None,
+def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, model: Any = None,
+            onnx: bool = True, weights: PathArg | None = None, seed: int = 0, batch: int | None = None,
+            inputs: Any = None,
             profile: str = "default", atol: float | None = None, rtol: float | None = None,
             rel_l2: float | None = None, layers: bool = True, timeout_s: float = 600, save_dir: PathArg | None = None,
             cache_dir: PathArg | None = None, progress: Progress | None = None) -> CompareResult:
@@ -38,10 +37,18 @@ def compare(spec: Any = "alexnet", backends: Sequence[str] | str = DEFAULT_COMPA
     ``rel_l2``: the largest relative L2 error that passes (None: the profile's). Returns the results
     document, typed: ``.ok`` (exit code 0), ``.exit_code`` (0 agree, 1 mismatch, 3 a backend failed
     or nothing was checked), ``.verdict``, ``.backends``, ``.to_json()``. A backend that fails or
-    disagrees is in the result, not an exception."""
+    disagrees is in the result, not an exception.
+
+    ``spec``: a shipped name or .yaml path (default alexnet; with ``model``, the model's own structure).
+    ``model``: your own model (an nn.Module, a Keras model, an onnx.ModelProto, or a SOURCE string such
+    as "net.py:AlexNet"; or a list of them): it runs itself as a backend, with its own weights used for
+    every backend and the reference; ``backends`` then defaults to none besides it. With ``spec``, a
+    model whose structure differs raises ``StructureMismatch`` carrying the diff. ``inputs``: image or
+    .npy/.npz paths, or an N x C x H x W (or C x H x W) float array."""
     from .harness.compare.metrics import PROFILES
 
-    names = _backend_names(backends)
+    names = None if backends is None else _backend_names(backends)
+    models = [] if model is None else list(model) if isinstance(model, (list, tuple)) else [model]
     _int("seed", seed, 0)
     if batch is not None:  # None: 4 seeded inputs, or one per input image
         _int("batch", batch, 1)
@@ -51,7 +58,9 @@ def compare(spec: Any = "alexnet", backends: Sequence[str] | str = DEFAULT_COMPA
         if value is not None:
             _number(what, value, 0.0)
     _number("timeout_s", timeout_s, 0.0, strict=True)
-    files = [str(_path("inputs", p)) for p in ([] if inputs is None else _sequence("inputs", inputs))]
+    array = inputs if hasattr(inputs, "__array__") else None
+    files = [] if inputs is None or array is not None else [
+        str(_path("inputs", p)) for p in _sequence("inputs", inputs)]
     progress = _progress(progress)
 
     from .backends.registry import UnknownBackend
@@ -59,7 +68,8 @@ def compare(spec: Any = "alexnet", backends: Sequence[str] | str = DEFAULT_COMPA
     from .harness.inputs import InputError
     from .spec import SpecError
 
-    cfg = CompareConfig(spec=_spec_arg(spec), backends=names, onnx=bool(onnx), weights=_opt_path("weights", weights),
+    cfg = CompareConfig(spec=None if spec is None else _spec_arg(spec), backends=names, models=models,
+                        onnx=bool(onnx), weights=_opt_path("weights", weights), input_array=array,
                         seed=seed, batch=batch, inputs=files, profile=profile, atol=atol, rtol=rtol,
                         rel_l2=rel_l2, layers=bool(layers), timeout_s=float(timeout_s),
                         save_dir=_opt_path("save_dir", save_dir), cache_dir=_opt_path("cache_dir", cache_dir))
@@ -125,14 +135,36 @@ def bench(spec: Any = "alexnet-owt", backends: Sequence[str] | str = ("torch", "
     return BenchDocument.from_json(doc)
 
 
+def import_model(source: Any, *, input_shape: Sequence[int] | None = None, name: str | None = None):
+    """Your own model as a spec and canonical weights; what ``alexbench import`` does. ``source``: an
+    nn.Module, a Keras model, an onnx.ModelProto, or a SOURCE string ("net.py:AlexNet",
+    "package.module:NAME", a .keras/.onnx/.pt file; importing code runs it). Returns an object with
+    ``.spec`` (a validated ModelSpec), ``.weights`` (name -> float32 array), ``.yaml_text`` and
+    ``.save(spec_path, weights_path)``. A model the spec language cannot express, or whose layers do
+    not fit together, raises UsageError with the located message."""
+    from .harness.model_import import import_source
+    from .spec import SpecError
+
+    shape = None
+    if input_shape is not None:
+        shape = tuple(_int("input_shape", v, 1) for v in _sequence("input_shape", input_shape))
+        if len(shape) != 3:
+            raise UsageError(f"input_shape: expected [channels, height, width]; received {list(input_shape)}")
+    try:
+        return import_source(source, input_shape=shape, name=name)
+    except SpecError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def report(spec: Any, out_dir: PathArg, results: Iterable[ResultsDocument | dict | PathArg] = (), *,
            variants: Sequence[Any] = (), diagram: bool = True, progress: Progress | None = None) -> list[Path]:
     """Write report.md, report.html and their SVG files for ``spec`` into ``out_dir``; what
     ``alexbench report`` does. Returns the paths written, report.md and report.html first.
 
     ``results``: compare/bench results (what ``compare``/``bench`` return, their ``to_json()``,
-    or files written with ``--json``), all made with ``spec``; ``variants``: specs to diff
-    against. ``diagram`` needs Graphviz's ``dot``; without it this raises UsageError."""
+    or files written with ``--json``), all made with ``spec``; ``variants``: specs (or model SOURCEs,
+    imported) to diff against. ``diagram`` needs Graphviz's ``dot``; without it this raises UsageError."""
+    from .harness.model_import import spec_from_argument
     from .harness.report.write import write_report
     from .harness.results.document import read_results, validate_results
     from .spec import ModelSpec, SpecError, load_spec
@@ -160,7 +192,8 @@ def report(spec: Any, out_dir: PathArg, results: Iterable[ResultsDocument | dict
                              f"received {type(item).__name__}")
     try:
         model = spec if isinstance(spec, ModelSpec) else load_spec(_spec_arg(spec))
-        others = [v if isinstance(v, ModelSpec) else load_spec(_spec_arg(v)) for v in _sequence("variants", variants)]
+        others = [v if isinstance(v, ModelSpec) else spec_from_argument(_spec_arg(v))
+                  for v in _sequence("variants", variants)]
     except SpecError as exc:
         raise UsageError(str(exc)) from exc
     if diagram:  # fail before any work

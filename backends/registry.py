@@ -56,7 +56,12 @@ def backend_target(name: str) -> str:
 
 def load_backend_class(name: str):
     """Import and return the backend class (inside a worker: this imports its framework)."""
-    module_name, _, class_name = backend_target(name).partition(":")
+    return load_target(backend_target(name))
+
+
+def load_target(target: str):
+    """The class a ``module:Class`` target names."""
+    module_name, _, class_name = target.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 

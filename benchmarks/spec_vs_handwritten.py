@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -67,30 +68,12 @@ def _report(framework: str, label: str, batch: int, spec_s, hand_s, spec_rounds,
 # ---- torch ------------------------------------------------------------------------------------
 
 def handwritten_torch():
-    from torch import nn
+    """torchvision.models.AlexNet as people write it: the test suite's model (tests/models/)."""
+    from alexbench.backends.model_source import load_object
 
-    class AlexNet(nn.Module):  # torchvision.models.AlexNet, as people write it
-        def __init__(self, num_classes: int = 1000):
-            super().__init__()
-            self.features = nn.Sequential(
-                nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
-                nn.MaxPool2d(kernel_size=3, stride=2),
-                nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True),
-                nn.MaxPool2d(kernel_size=3, stride=2),
-                nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-                nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-                nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-                nn.MaxPool2d(kernel_size=3, stride=2))
-            self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-            self.classifier = nn.Sequential(
-                nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
-                nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, num_classes))
-
-        def forward(self, x):
-            x = self.avgpool(self.features(x))
-            return self.classifier(x.flatten(1))
-
-    return AlexNet()
+    model, _ = load_object(f"{Path(__file__).resolve().parents[1] / 'tests' / 'models' / 'torch_models.py'}"
+                           ":TorchvisionAlexNet")
+    return model
 
 
 TORCHVISION_NAMES = {"conv1": "features.0", "conv2": "features.3", "conv3": "features.6", "conv4": "features.8",

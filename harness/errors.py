@@ -29,3 +29,8 @@ EXIT_CODES_HELP = """exit codes:
 class UsageError(Exception):
     """Bad command-line or API input (what, where, what was received, what would be valid);
     printed as one line, exit code 2."""
+
+
+class StructureMismatch(Exception):
+    """``compare --model ... --spec ...``: the model is not the spec's network. The message is the
+    structural diff; exit code ``ExitCode.MISMATCH``."""

@@ -67,6 +67,13 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """A third-party exception as one line of a message: its first line, without colour codes, cut
+    to ``limit`` characters (its type when it says nothing)."""
+    text = strip_ansi(str(exc)).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
 def layer_where(name: str, op: str) -> str:
     """``layer 'NAME' (op)``; a name or op with a newline or control character is shown escaped,
     so that every problem stays one line."""

@@ -42,25 +42,9 @@ class TorchBackend(Backend):
         self.model = torch_model_from_spec(spec, weights).to(self.device)
 
     def run(self, x: np.ndarray, layers: Sequence[str] = ()) -> RunOutput:
-        import torch
-
-        captured: dict[str, np.ndarray] = {}
         wanted = set(layers)
-
-        def capture(name: str):
-            def hook(_module, _inputs, output):
-                captured[name] = output.detach().float().cpu().numpy().copy()
-            return hook
-
-        handles = [module.register_forward_hook(capture(name))
-                   for name, module in self.model.named_children() if name in wanted]
-        try:
-            with torch.no_grad():
-                out = self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device))
-        finally:
-            for handle in handles:
-                handle.remove()
-        return RunOutput(out.float().cpu().numpy(), {name: captured[name] for name in layers if name in captured})
+        modules = {name: module for name, module in self.model.named_children() if name in wanted}
+        return run_with_hooks(self.model, x, self.device, modules)
 
     def param_count(self) -> int:
         # Parameters plus buffers: the buffers are exactly BatchNorm's running statistics.
@@ -154,3 +138,31 @@ def torch_threads_seen() -> dict[str, Any]:
     import torch
 
     return {"torch": torch.get_num_threads()}
+
+
+def snapshot(output: Any) -> np.ndarray:
+    """A copy taken in the hook: a later in-place layer (ReLU(inplace=True)) overwrites the tensor."""
+    return output.detach().float().cpu().numpy().copy()
+
+
+def run_with_hooks(model: Any, x: np.ndarray, device: Any, modules: dict[str, Any],
+                   take: Callable[[Any], np.ndarray] = snapshot) -> RunOutput:
+    """Run ``model`` on ``x`` without gradients, with a forward hook on each of ``modules`` (layer name ->
+    module) whose output ``take`` copies out; returns the output and those layers' outputs."""
+    import torch
+
+    captured: dict[str, np.ndarray] = {}
+
+    def capture(name: str):
+        def hook(_module, _inputs, output):
+            captured[name] = take(output)
+        return hook
+
+    handles = [module.register_forward_hook(capture(name)) for name, module in modules.items()]
+    try:
+        with torch.no_grad():
+            out = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return RunOutput(take(out), captured)

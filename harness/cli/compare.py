@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from ...backends.registry import DEFAULT_COMPARE, UnknownBackend
+from ...backends.registry import UnknownBackend
 from ...spec.loader import shipped_spec_names
 from ..compare.metrics import PROFILES, REL_L2_LIMIT
-from ..errors import UsageError
+from ..errors import ExitCode, StructureMismatch, UsageError
 from ..inputs import InputError
 from .progress import stderr_progress
 
@@ -22,6 +22,8 @@ EXAMPLES = """examples:
   alexbench compare --spec my-net.yaml --backends torch --no-onnx --json results.json
   alexbench compare --input cat.png --input dog.jpg --save run/    # real images; keep every array
   alexbench compare --profile strict                  # or --atol/--rtol/--rel-l2
+  alexbench compare --model my_net.py:AlexNet --spec alexnet-owt   # your own model against a spec
+  alexbench compare --model model.onnx --input batch.npy          # your ONNX file, your inputs
 """
 
 
@@ -52,20 +54,32 @@ _nonnegative_float = _number(float, 0.0, "a number >= 0")
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.epilog = EXAMPLES + "\n" + (parser.epilog or "")
-    parser.add_argument("--spec", default="alexnet",
-                        help="spec file or shipped name (default alexnet; shipped: " + ", ".join(shipped_spec_names())
-                        + ")")
-    parser.add_argument("--backends", type=_csv, default=list(DEFAULT_COMPARE),
-                        help="comma-separated backends (default torch,keras; `alexbench backends` lists them)")
+    parser.add_argument("--spec", default=None,
+                        help="spec file or shipped name (default alexnet, or with --model the model's own structure; "
+                        "shipped: " + ", ".join(shipped_spec_names()) + ")")
+    parser.add_argument("--model", dest="models", action="append", default=[], metavar="SOURCE",
+                        help="your own model, run itself as a backend named after it, layer by layer against the "
+                        "reference (repeatable): file.py:NAME, package.module:NAME, or a .keras/.onnx/.pt file. Its "
+                        "own weights are used everywhere (with --weights: those, for the reference and the other "
+                        "backends, while the model runs its own); with --spec its structure must match the spec's "
+                        "first (else the diff is printed, exit 1). Importing code RUNS it: only models you trust")
+    parser.add_argument("--input-shape", metavar="C,H,W",
+                        help="the input a --model takes when it does not say (PyTorch code; default 3,224,224)")
+    parser.add_argument("--backends", type=_csv, default=None,
+                        help="comma-separated backends (default torch,keras; with --model none besides the model; "
+                        "`alexbench backends` lists them)")
     parser.add_argument("--no-onnx", dest="onnx", action="store_false",
                         help="do not export to ONNX and run the exports in ONNX Runtime")
     parser.add_argument("--weights", help="canonical safetensors, or a torchvision-style state_dict (.pth) "
                         "(default: canonical weights drawn from --seed)")
     parser.add_argument("--seed", type=int, default=0, help="seed for canonical weights and inputs (default 0)")
     parser.add_argument("--batch", type=_positive_int, default=None,
-                        help="batch size of seeded inputs (default 4; with --input: the number of images)")
-    parser.add_argument("--input", dest="inputs", action="append", default=[], metavar="IMAGE",
-                        help="PNG/JPEG image (repeatable), preprocessed as the spec says; replaces seeded inputs")
+                        help="batch size of seeded inputs (default 4; with --input: the number of inputs the "
+                        "files hold)")
+    parser.add_argument("--input", dest="inputs", action="append", default=[], metavar="FILE",
+                        help="PNG/JPEG image, preprocessed as the spec says, or .npy/.npz float array (N x C x H x W "
+                        "or C x H x W, taken as is: e.g. an earlier --save DIR's input.npy); repeatable, in order; "
+                        "replaces seeded inputs")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="default",
                         help="named tolerance: " + "; ".join(f"{k}: rtol {v.rtol:g}" for k, v in PROFILES.items()))
     parser.add_argument("--atol", type=_nonnegative_float, help="absolute tolerance (overrides the profile)")
@@ -100,8 +114,11 @@ def run(command: str, args: argparse.Namespace) -> int:
 
     from ..compare.run import CompareConfig, run_compare
     from ..compare.table import render_compare
+    from ..model_import import parse_input_shape
 
-    cfg = CompareConfig(spec=args.spec, backends=args.backends, onnx=args.onnx, weights=args.weights,
+    cfg = CompareConfig(spec=args.spec, backends=args.backends, models=args.models, onnx=args.onnx,
+                        model_input_shape=parse_input_shape(args.input_shape),
+                        weights=args.weights,
                         seed=args.seed, batch=args.batch, inputs=args.inputs, profile=args.profile,
                         atol=args.atol, rtol=args.rtol, rel_l2=args.rel_l2,
                         layers=args.layers, timeout_s=args.timeout,
@@ -119,6 +136,9 @@ def run(command: str, args: argparse.Namespace) -> int:
         doc = run_compare(cfg, progress)
     except (UnknownBackend, InputError) as exc:
         raise UsageError(str(exc)) from None
+    except StructureMismatch as exc:
+        print(str(exc), file=out)
+        return ExitCode.MISMATCH
     if args.json:
         write_results_file(doc, args.json)
         if not is_stdout(args.json):

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("summary", "layer table: output shapes, parameters, MACs (from the spec alone)"),
     "validate": ("validate", "check a spec; exit 2 with FILE:LINE:COL on the first problem"),
     "weights": ("weights", "write the canonical weights of a spec for a seed (safetensors)"),
+    "import": ("import_model", "turn your own model (PyTorch or Keras code, .keras, .onnx) into a spec and weights"),
+    "diff": ("diff", "where two networks' structures differ, layer by layer (specs or model sources)"),
     "backends": ("backends", "list the backends and whether their frameworks are installed"),
     "cache": ("cache", "list or prune the ONNX export and weights cache (least recently used first)"),
     "compare": ("compare", "run backends on the same inputs and compare them with the float64 reference"),

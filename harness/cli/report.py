@@ -18,6 +18,8 @@ EXAMPLES = """examples:
       layer table, parameters and MACs, and the architecture diagram
   alexbench report alexnet --compare-with alexnet-owt --compare-with alexnet-blog-keras -o out/
       ... plus a side-by-side diff of the variants
+  alexbench report alexnet --compare-with my_net.py:AlexNet -o out/
+      ... your own model, imported (this runs its code), drawn against the paper's
   alexbench compare --spec alexnet --json cpu.json
   alexbench bench --spec alexnet --json bench.json
   alexbench report alexnet --results cpu.json --results gpu.json --results bench.json -o out/
@@ -45,8 +47,9 @@ def add_arguments(command_name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", action="append", default=[], metavar="FILE",
                         help="results JSON from `alexbench compare --json` or `alexbench bench --json` "
                              "(repeatable; files from several machines merge)")
-    parser.add_argument("--compare-with", action="append", default=[], metavar="SPEC",
-                        help="another spec to diff against, side by side (repeatable)")
+    parser.add_argument("--compare-with", action="append", default=[], metavar="SPEC|SOURCE",
+                        help="another spec, or a model SOURCE (file.py:NAME, a .keras/.onnx file: imported, which "
+                             "runs its code), to diff against side by side (repeatable)")
     parser.add_argument("--no-diagram", dest="diagram", action="store_false",
                         help="leave the Graphviz diagram out (for machines without Graphviz)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
@@ -54,6 +57,7 @@ def add_arguments(command_name: str, parser: argparse.ArgumentParser) -> None:
 
 def run(command_name: str, args: argparse.Namespace) -> int:
     from ...spec import load_spec
+    from ..model_import import spec_from_argument
     from ..output_paths import check_folder
     from ..report.model import ReportError
     from ..results.document import read_results
@@ -65,7 +69,7 @@ def run(command_name: str, args: argparse.Namespace) -> int:
 
         check_graphviz()
     spec = load_spec(args.spec)
-    variants = [load_spec(name) for name in args.compare_with]
+    variants = [spec_from_argument(name) for name in args.compare_with]
     docs = []
     for path in args.results:
         progress(f"reading {path}")

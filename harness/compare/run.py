@@ -9,32 +9,32 @@ run starts once its export is there.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from ...backends.onnx import cache as export_cache
 from ...backends.registry import DEFAULT_COMPARE, backend_target, load_backend_class, onnx_runners, onnx_source
-from ...spec import load_spec
+from ...spec import load_spec, weights_sha256
 from ...spec.files import atomic_write
 from ...spec.loader import resolve_spec_path
 from ..errors import UsageError
-from ..inputs import array_sha256, image_inputs, seeded_inputs
+from ..inputs import array_sha256, file_inputs, given_array, seeded_inputs
 from ..results.document import new_results
 from ..results.model import CompareDocument, InputsInfo, ToleranceInfo, WeightsInfo
-from ..run_weights import run_weights
+from ..run_weights import RunWeights, run_weights
 from ..workers.job import make_job
 from ..workers.runner import WorkerResult
 from ..workers.scheduler import Task, run_tasks, worker_limit
 from .judge import backend_entry, error_text, failed_entry, judge
 from .metrics import PROFILES, REL_L2_LIMIT, Tolerance
+from .models import import_models, models_spec
 
 # The bench worker's "export" task makes (or finds) an export through the cache and runs nothing else.
 EXPORT_WORKER = "alexbench.harness.workers.bench_entry"
@@ -52,13 +52,16 @@ WEIGHT_COPIES = 6
 
 @dataclass
 class CompareConfig:
-    spec: str = "alexnet"
-    backends: list[str] = field(default_factory=lambda: list(DEFAULT_COMPARE))
+    spec: str | None = None  # None: alexnet, or with models the first model's own structure
+    backends: list[str] | None = None  # None: DEFAULT_COMPARE, or with models none besides them
+    models: list[Any] = field(default_factory=list)  # SOURCE strings or in-memory models (compare --model)
+    model_input_shape: tuple[int, int, int] | None = None  # for models that do not declare one (PyTorch)
     onnx: bool = True
     weights: str | None = None
     seed: int = 0
     batch: int | None = None  # None: 4 seeded inputs, or one per --input image
     inputs: list[str] = field(default_factory=list)
+    input_array: Any = None  # the API's inputs given as an array (N x C x H x W or C x H x W)
     profile: str = "default"
     atol: float | None = None
     rtol: float | None = None
@@ -85,8 +88,9 @@ class CompareConfig:
         return f"custom ({self.profile} with {', '.join(overrides)})" if overrides else None
 
 
-def plan_backends(requested: list[str], onnx: bool) -> list[str]:
-    """Reference first, then the requested backends (each once), then the ONNX runs of their exports.
+def plan_backends(requested: list[str], onnx: bool, models: list[str] = ()) -> list[str]:
+    """Reference first, then the requested backends (each once), the user's models, then the ONNX runs
+    of the backends' exports.
 
     A request that would check nothing against the reference is refused (UsageError) before any
     work: only the reference, or only backends that compute nothing (``null``: bench only)."""
@@ -101,6 +105,7 @@ def plan_backends(requested: list[str], onnx: bool) -> list[str]:
         raise UsageError(f"--backends: '{idle[0]}' computes nothing (it is for measuring the harness' overhead "
                          f"in `alexbench bench`), so compare has nothing to check; received "
                          f"{','.join(requested)}; name backends that compute the model, e.g. torch,keras")
+    order += [name for name in models if name not in order]
     if len(order) == 1:
         raise UsageError(f"--backends: received {','.join(requested)}: the reference alone checks nothing; name "
                          f"at least one backend to compare with it, e.g. torch,keras (`alexbench backends`)")
@@ -135,11 +140,33 @@ def _run_dir(save_dir: str | None) -> Iterator[Path]:
 
 def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> dict:
     """Run the comparison and return the results document (see results_schema.json)."""
-    order = plan_backends(cfg.backends, cfg.onnx)  # a request that checks nothing fails before any work
     kwargs = {"budget_bytes": cfg.max_bytes} if cfg.max_bytes else {}
-    spec = load_spec(cfg.spec, **kwargs)
-    weights = run_weights(spec, cfg.weights, cfg.seed, cfg.cache_dir)
-    x = image_inputs(spec, cfg.inputs, cfg.batch) if cfg.inputs else seeded_inputs(spec, cfg.batch, cfg.seed)
+    models = []
+    if cfg.models:
+        # What a model that records no input size (PyTorch) takes: the spec's, else the given array's.
+        spec_shape = load_spec(cfg.spec, **kwargs).input_shape if cfg.spec else (
+            tuple(np.shape(cfg.input_array)[-3:]) if cfg.input_array is not None else None)
+        models = import_models(cfg.models, progress, cfg.model_input_shape, spec_shape)
+    requested = list(DEFAULT_COMPARE) if cfg.backends is None and not models else list(cfg.backends or [])
+    # A request that checks nothing fails before any work.
+    order = plan_backends(requested, cfg.onnx, [m.name for m in models])
+    if models:
+        spec, spec_bytes, arrays = models_spec(models, cfg.spec, **kwargs)
+        # --weights: what the model should hold, for the reference and the other backends (the model
+        # runs its own: a difference shows where they part); by default the model's own everywhere.
+        weights = run_weights(spec, cfg.weights, cfg.seed, cfg.cache_dir) if cfg.weights else RunWeights(
+            f"the model's own ({models[0].name})", weights_sha256(arrays), arrays=arrays)
+    else:
+        spec = load_spec(cfg.spec or "alexnet", **kwargs)
+        spec_bytes = resolve_spec_path(cfg.spec or "alexnet").read_bytes()
+        weights = run_weights(spec, cfg.weights, cfg.seed, cfg.cache_dir)
+    model_runs = {m.name: m for m in models}
+    if cfg.input_array is not None:
+        x, input_source = given_array(spec, cfg.input_array, cfg.batch), "array"
+    elif cfg.inputs:
+        x, input_source = file_inputs(spec, cfg.inputs, cfg.batch), "files"
+    else:
+        x, input_source = seeded_inputs(spec, cfg.batch, cfg.seed), f"seeded normal, seed {cfg.seed}"
     runners = onnx_runners()
     tol = cfg.tolerance()
     rel_l2 = cfg.rel_l2_limit()
@@ -147,7 +174,7 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
     w_sha = weights.sha256
     doc = new_results(
         "compare", spec, weights=WeightsInfo(weights.source, w_sha),
-        inputs=InputsInfo("files" if cfg.inputs else f"seeded normal, seed {cfg.seed}", int(x.shape[0]),
+        inputs=InputsInfo(input_source, int(x.shape[0]),
                           list(x.shape), array_sha256(x), list(cfg.inputs)),
         tolerance=ToleranceInfo(cfg.profile, tol.atol, tol.rtol, rel_l2, label=cfg.tolerance_label()))
 
@@ -158,16 +185,20 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         progress(f"{name}: unsupported, not run: {reason}")
     planned = [n for n in order if n not in unsupported]
     exporting = [n for n in planned if runners.get(n) in planned]
+
+    def source_of(name: str) -> str | None:
+        return None if name in model_runs else onnx_source(name)
+
     # ONNX runs requested without their source backend: its export (cached, or made by an export-only
     # worker) but no run of the source itself.
-    export_only = list(dict.fromkeys(s for n in planned if (s := onnx_source(n)) and s not in planned))
+    export_only = list(dict.fromkeys(s for n in planned if (s := source_of(n)) and s not in planned))
 
     with _run_dir(cfg.save_dir) as run_dir, ThreadPoolExecutor(1) as pool:
         # The cache checks hash each cached file: on another core, while this one writes the weights.
         lookups = {n: pool.submit(export_cache.lookup, n, spec, w_sha, cfg.cache_dir)
                    for n in exporting + export_only}
         spec_path = run_dir / "spec.yaml"
-        shutil.copyfile(resolve_spec_path(cfg.spec), spec_path)
+        spec_path.write_bytes(spec_bytes)
         weights_path = weights.file_in(run_dir, copy=bool(cfg.save_dir))
         input_path = run_dir / "input.npy"
         np.save(input_path, x)
@@ -179,8 +210,12 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         counts = {"started": 0, "ended": 0}
 
         def job_for(name: str, **job_kwargs) -> Path:
+            options = dict(PARITY_OPTIONS)
+            if name in model_runs:  # the user's model runs itself, loaded from its SOURCE
+                options.update(model_runs[name].worker_options(run_dir / name / "model"))
+                job_kwargs["backend_class"] = model_runs[name].target
             return make_job(run_dir / name, name, spec_path, weights_path, input_path, layer_names,
-                            options=PARITY_OPTIONS, env=PARITY_ENV, **job_kwargs)
+                            options=options, env=PARITY_ENV, **job_kwargs)
 
         def onnx_job(name: str, source: str) -> Path | None:
             if "path" not in exports.get(source, {}):
@@ -207,7 +242,7 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
                               (), cfg.timeout_s, partial(_stage_progress, progress, task_name), EXPORT_WORKER))
         source_task = {s: t for t, s in export_tasks.items()}
         for name in planned:
-            source = onnx_source(name)
+            source = source_of(name)
             on_event = partial(_stage_progress, progress, name)
             if source is not None:
                 # On a cache hit the export is already there; otherwise wait for the worker that makes it.

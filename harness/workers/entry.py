@@ -130,7 +130,8 @@ class Worker:
             from ...backends import registry
 
             try:
-                cls = registry.load_backend_class(name)
+                target = job.get("backend_class")
+                cls = registry.load_target(target) if target else registry.load_backend_class(name)
             except ImportError as exc:  # a built-in backend's module imports its framework at the top
                 missing = registry.missing_module(exc)
                 if missing is None:

@@ -12,15 +12,18 @@ from ...spec.files import atomic_write
 def make_job(job_dir: str | Path, backend: str, spec_path: str | Path, weights_path: str | Path,
              input_path: str | Path, layers: Sequence[str] | str = (), onnx_path: str | Path | None = None,
              export_onnx: str | Path | None = None, options: dict[str, Any] | None = None,
-             env: dict[str, str] | None = None) -> Path:
+             env: dict[str, str] | None = None, backend_class: str | None = None) -> Path:
     """Create ``job_dir`` (parents included) with its job.json; return it.
 
     ``layers``: names, ``"all"``, or none. ``onnx_path``: the file an ONNX Runtime backend runs;
-    ``export_onnx``: where a native backend writes its export; ``env``: extra environment."""
+    ``export_onnx``: where a native backend writes its export; ``env``: extra environment;
+    ``backend_class``: a ``module:Class`` target for a backend the registry does not name (a user's
+    own model, ``compare --model``)."""
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     job = {
         "backend": backend,
+        "backend_class": backend_class,
         "spec": str(Path(spec_path).resolve()),
         "weights": str(Path(weights_path).resolve()),
         "input": str(Path(input_path).resolve()),

@@ -43,6 +43,15 @@ def test_docs_example_runs(tmp_path):
     assert "PASS" in out.stdout and "refused: backends: unknown backend 'tensorflw'" in out.stdout
 
 
+def test_docs_own_model_example_runs(tmp_path):
+    """The second example: a user's in-memory module imported and compared in three lines."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "api.md").read_text("utf-8"), re.S)
+    out = _python(blocks[1], tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "['conv1', 'relu1', 'pool1', 'flatten', 'fc2', 'softmax'] 5029" in out.stdout
+    assert out.stdout.strip().splitlines()[-1].startswith("PASS")
+
+
 def test_import_is_cheap(tmp_path):
     code = ("import sys, alexbench\n"
             "heavy = {'torch', 'tensorflow', 'jax', 'keras', 'onnx', 'onnxruntime', 'numpy'}\n"
@@ -114,3 +123,18 @@ def test_report_refuses_a_bad_results_item(tmp_path):
     bad.write_text(json.dumps({"schema": "alexbench.results/1"}))
     with pytest.raises(alexbench.UsageError, match="not an alexbench results file"):
         alexbench.report(TINY, tmp_path, results=[bad], diagram=False)
+
+
+def test_own_model_refusals_raise():
+    import numpy as np
+    from torch import nn
+
+    with pytest.raises(alexbench.UsageError, match=r"^model: a int is not a model; expected a PyTorch nn.Module"):
+        alexbench.import_model(3)
+    with pytest.raises(alexbench.UsageError, match=r"^input_shape: expected \[channels, height, width\]"):
+        alexbench.import_model(nn.Conv2d(3, 4, 3), input_shape=(3, 4))
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    with pytest.raises(alexbench.StructureMismatch, match=r"does not have the structure of 'alexnet-owt'"):
+        alexbench.compare(model=model, spec="alexnet-owt")
+    with pytest.raises(alexbench.UsageError, match=r"^inputs: an array of int32 values; expected float16, float32"):
+        alexbench.compare(model=model, inputs=np.zeros((2, 3, 8, 8), np.int32))
