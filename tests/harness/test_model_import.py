@@ -11,11 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alexbench.backends.model_source import load_object
 from alexbench.harness.cli.main import main
 from alexbench.harness.model_import import import_source
 from alexbench.spec import load_weights
 from alexbench.spec.diff import diff_specs
 from alexbench.spec.imported import ImportResult
+
+
+def model_factory(file: str, name: str):
+    """A test model of tests/models/ (a class or factory), loaded by path as a SOURCE: `import tests.models`
+    depends on which `tests` namespace Python found first (tf2onnx installs one too)."""
+    return lambda: load_object(f"{Path(__file__).resolve().parents[1] / 'models' / file}:{name}")[0]
 
 TORCH_MODELS = Path(__file__).resolve().parents[1] / "models" / "torch_models.py"
 INPUT = (3, 28, 20)  # C, H, W of parity_net: N (2 in the checks) != C != H != W
@@ -28,7 +35,7 @@ def keras_twin(torch_model, *, reorder_fc_rows: bool = True):
     (not from an import, which would make the comparison circular). Keras' Flatten of the 7x5x12
     map reads H, W, C, so the first Dense kernel's rows are reordered from torch's C, H, W."""
     from alexbench.backends.keras.layouts import conv_weight_to_keras, linear_weight_to_keras
-    from tests.models.keras_models import parity_net_keras
+    parity_net_keras = model_factory("keras_models.py", "parity_net_keras")
 
     sd = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
     fc = sd["classifier.1.weight"]
@@ -57,7 +64,7 @@ def sources(tmp_path_factory) -> Sources:
     backends export theirs (backends/torch/export.py, backends/keras/export.py)."""
     from alexbench.backends.keras.export import export_keras_model
     from alexbench.backends.torch.export import export_torch_model
-    from tests.models.torch_models import parity_net
+    parity_net = model_factory("torch_models.py", "parity_net")
 
     folder = tmp_path_factory.mktemp("model-import")
     torch_model = parity_net()

@@ -5,15 +5,24 @@ alexnet-owt; branches and unknown ops are refused in one line."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
 from alexbench import load_spec
+from alexbench.backends.model_source import load_object
 from alexbench.backends.onnx import importer
 from alexbench.backends.reference.backend import ReferenceBackend
 from alexbench.spec.imported import ImportRefused, build_spec
+
+
+def model_factory(file: str, name: str):
+    """A test model of tests/models/ (a class or factory), loaded by path as a SOURCE: `import tests.models`
+    depends on which `tests` namespace Python found first (tf2onnx installs one too)."""
+    return lambda: load_object(f"{Path(__file__).resolve().parents[2] / 'models' / file}:{name}")[0]
 
 TOL = 1e-4
 
@@ -60,8 +69,8 @@ def files(tmp_path_factory):
     """name -> (onnx path, source model's function of an NCHW batch, input C, H, W)."""
     import torch
 
-    from tests.models.keras_models import small_functional_keras
-    from tests.models.torch_models import small_functional_net
+    small_functional_keras = model_factory("keras_models.py", "small_functional_keras")
+    small_functional_net = model_factory("torch_models.py", "small_functional_net")
 
     folder = tmp_path_factory.mktemp("onnx-import")
     out = {}
@@ -125,7 +134,7 @@ def test_keras_exports_read_channels_last_flatten(files):
 
 @pytest.mark.slow
 def test_torchvision_alexnet_imports_to_alexnet_owt(tmp_path):
-    from tests.models.torch_models import TorchvisionAlexNet
+    TorchvisionAlexNet = model_factory("torch_models.py", "TorchvisionAlexNet")
 
     module = TorchvisionAlexNet().eval()
     path = export_torch(module, (3, 224, 224), tmp_path / "alexnet.onnx")
