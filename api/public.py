@@ -30,7 +30,8 @@ def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, mo
             inputs: Any = None,
             profile: str = "default", atol: float | None = None, rtol: float | None = None,
             rel_l2: float | None = None, layers: bool = True, timeout_s: float = 600, save_dir: PathArg | None = None,
-            cache_dir: PathArg | None = None, progress: Progress | None = None) -> CompareResult:
+            cache_dir: PathArg | None = None, precision: str = "fp32",
+            progress: Progress | None = None) -> CompareResult:
     """Run the float64 reference and every backend (plus the ONNX runs of their exports when ``onnx``)
     on one batch with the same weights and judge them; what ``alexbench compare`` does.
 
@@ -44,8 +45,17 @@ def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, mo
     as "net.py:AlexNet"; or a list of them): it runs itself as a backend, with its own weights used for
     every backend and the reference; ``backends`` then defaults to none besides it. With ``spec``, a
     model whose structure differs raises ``StructureMismatch`` carrying the diff. ``inputs``: image or
-    .npy/.npz paths, or an N x C x H x W (or C x H x W) float array."""
+    .npy/.npz paths, or an N x C x H x W (or C x H x W) float array. ``precision``: fp32, bf16, fp16
+    or int8 (or float32, bfloat16, float16): what every backend but the float64 reference runs in;
+    below fp32 the precision's own profile judges (unless ``profile`` names another), classes are
+    judged too, and seeded inputs default to a batch of 64 (docs/precision.md)."""
+    from .backends.precision import UnknownPrecision, canonical_precision
     from .harness.compare.metrics import PROFILES
+
+    try:
+        precision = canonical_precision(precision)
+    except UnknownPrecision as exc:
+        raise UsageError(f"precision: {exc}") from None
 
     names = None if backends is None else _backend_names(backends)
     models = [] if model is None else list(model) if isinstance(model, (list, tuple)) else [model]
@@ -72,7 +82,8 @@ def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, mo
                         onnx=bool(onnx), weights=_opt_path("weights", weights), input_array=array,
                         seed=seed, batch=batch, inputs=files, profile=profile, atol=atol, rtol=rtol,
                         rel_l2=rel_l2, layers=bool(layers), timeout_s=float(timeout_s),
-                        save_dir=_opt_path("save_dir", save_dir), cache_dir=_opt_path("cache_dir", cache_dir))
+                        save_dir=_opt_path("save_dir", save_dir), cache_dir=_opt_path("cache_dir", cache_dir),
+                        precision=precision)
     try:
         doc = run_compare(cfg, progress)
     except (UnknownBackend, InputError, SpecError) as exc:

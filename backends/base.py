@@ -35,6 +35,9 @@ class ExportUnsupported(RuntimeError):
 class RunOutput:
     output: np.ndarray
     layers: dict[str, np.ndarray] = field(default_factory=dict)
+    # The dtype each tensor had as the framework computed it, before the float32 copy returned here
+    # (layer name, and "output"): what precision really ran (backends/precision.py DTYPE_NAMES).
+    dtypes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,7 +58,24 @@ class Backend:
     # Ops this backend cannot compute, each with the reason a user is shown (status
     # "unsupported", never a crash). Every other op of spec/ops.py must be in ``lowering()``.
     unsupported_ops: ClassVar[dict[str, str]] = {}
+    # Precisions `compare --precision` can run this backend in (backends/precision.py); the
+    # others are reported "unsupported" with the reason in ``precision_reasons`` (or a default).
+    # options["precision"] says which one a worker runs (absent: fp32).
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    precision_reasons: ClassVar[dict[str, str]] = {}
     options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def precision_reason(cls, precision: str) -> str | None:
+        """Why this backend cannot run ``precision`` (a canonical name), or None when it can."""
+        if precision in cls.precisions:
+            return None
+        return cls.precision_reasons.get(precision) or (
+            f"backend '{cls.name}' runs {', '.join(cls.precisions)} only, not {precision}")
+
+    @property
+    def precision(self) -> str:
+        return str(self.options.get("precision", "fp32"))
 
     @classmethod
     def lowering(cls) -> dict[str, Any]:

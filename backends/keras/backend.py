@@ -24,7 +24,13 @@ import numpy as np
 from ...spec import ModelSpec
 from ..base import OPSET, Backend, ExportUnsupported, RunOutput, Weights
 from ..layouts import activation_to_canonical, nchw_to_nhwc
+from ..precision import canonical_precision
 from .runtime import import_keras
+
+# The Keras dtype policy each precision builds the model under: mixed policies keep float32 variables and
+# compute in 16 bits, as Keras recommends. Every spec op runs under both on TensorFlow, torch and JAX on
+# the CPU (tests/backends/keras/test_precision.py runs each against the float64 reference).
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
 class KerasBackend(Backend):
@@ -35,7 +41,11 @@ class KerasBackend(Backend):
     env: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "tensorflow"}
     onnx_exporter: ClassVar[str | None] = "tf2onnx from_function stateless_call v1"
     onnx_export_packages: ClassVar[tuple[str, ...]] = ("tensorflow", "keras", "tf2onnx", "onnx")
-
+    precisions: ClassVar[tuple[str, ...]] = tuple(POLICIES)
+    precision_reasons: ClassVar[dict[str, str]] = {
+        "int8": "Keras' int8 (model.quantize('int8')) covers Dense layers only, not convolutions, and scales "
+                "activations on the fly per call; a statically calibrated int8 model runs on ONNX Runtime "
+                "(backend 'onnx-keras')"}
 
     @classmethod
     def lowering(cls) -> dict[str, Any]:
@@ -53,7 +63,17 @@ class KerasBackend(Backend):
         self.spec = spec
         from .lowering import keras_model_from_spec
 
-        self.model = keras_model_from_spec(spec, weights)
+        precision = canonical_precision(self.precision)
+        if precision not in POLICIES:
+            raise ValueError(self.precision_reason(precision))
+        # Layers take the global policy when they are made; set it for this model only (a process, or a
+        # test session, may build models in other precisions after this one).
+        before = self.keras.config.dtype_policy()
+        self.keras.config.set_dtype_policy(POLICIES[precision])
+        try:
+            self.model = keras_model_from_spec(spec, weights)
+        finally:
+            self.keras.config.set_dtype_policy(before)
         self._layer_models: dict[tuple[str, ...], Any] = {}
 
     def _full_float32(self) -> None:
@@ -82,9 +102,12 @@ class KerasBackend(Backend):
 
             self._layer_models[names] = keras_layer_model(self.model, (final, *names)) if names else self.model
         outs = self._layer_models[names].predict_on_batch(x_nhwc)
-        outs = [outs] if not names else list(outs)
-        arrays = {n: activation_to_canonical(np.asarray(o)) for n, o in zip((final, *names), outs)}
-        return RunOutput(arrays[final], {n: arrays[n] for n in layers})
+        outs = dict(zip((final, *names), [outs] if not names else list(outs)))
+        # NumPy arrays in the dtype the layer computed (bfloat16 through ml_dtypes), recorded before the copy.
+        dtypes = {n: str(np.asarray(o).dtype) for n, o in outs.items()}
+        arrays = {n: activation_to_canonical(np.asarray(o, dtype=np.float32)) for n, o in outs.items()}
+        return RunOutput(arrays[final], {n: arrays[n] for n in layers},
+                         {**{n: dtypes[n] for n in layers}, "output": dtypes[final]})
 
     def param_count(self) -> int:
         return int(self.model.count_params())
@@ -94,8 +117,19 @@ class KerasBackend(Backend):
 
     def environment(self) -> dict[str, Any]:
         framework = self.env["KERAS_BACKEND"]
+        layers = [self.model.get_layer(layer.name) for layer in self.spec.layers]
+        precision = {"requested": self.precision, "dtype_policy": POLICIES[canonical_precision(self.precision)],
+                     "compute_dtypes": sorted({layer.compute_dtype for layer in layers}),
+                     "variable_dtypes": sorted({str(v.dtype) for v in self.model.weights}), **self._tf32_state()}
         return {"keras": self.keras.__version__, "keras_backend": self.keras.backend.backend(),
-                framework: importlib.import_module(framework).__version__, "device": self.device()}
+                framework: importlib.import_module(framework).__version__, "device": self.device(),
+                "precision": precision}
+
+    def _tf32_state(self) -> dict[str, Any]:
+        """Whether float32 matmuls may run in TF32 on a GPU (what _full_float32 switched off)."""
+        import tensorflow as tf
+
+        return {"tf32": tf.config.experimental.tensor_float_32_execution_enabled()}
 
     def device(self) -> str:
         """Where the weights live, as the framework names it (e.g. 'CPU:0', 'cuda:0', 'TFRT_CPU_0')."""
@@ -111,9 +145,8 @@ class KerasBackend(Backend):
 
     def before_build(self, precision: str, threads: int) -> None:
         self._bench_threads(threads)
-        if precision in ("float16", "bfloat16"):
-            # Mixed precision: float32 variables, float16/bfloat16 compute, as Keras recommends.
-            import_keras(self.env["KERAS_BACKEND"]).config.set_dtype_policy(f"mixed_{precision}")
+        if precision != "tf32":  # TF32 is a switch on a float32 model (prepare_bench)
+            self.options["precision"] = canonical_precision(precision)  # build() sets its dtype policy
 
     def prepare_bench(self, precision: str, compiled: bool, device: str, threads: int) -> str:
         self._bench_tf32(precision == "tf32", device, threads)
@@ -145,7 +178,8 @@ class KerasBackend(Backend):
                 "tensorflow_inter_op": threading.get_inter_op_parallelism_threads()}
 
     def bench_step(self, x: np.ndarray, device: str, precision: str = "float32") -> Callable[[], Any]:
-        """Half precision is the dtype policy ``before_build`` set: the input stays float32."""
+        """Half precision is the dtype policy the model was built under (``before_build``), on any device:
+        the input stays float32."""
         on_gpu = any(k in self.device().lower() for k in ("gpu", "cuda"))
         if (device.split(":")[0].lower() in ("gpu", "cuda")) != on_gpu:
             raise ValueError(f"backend '{self.name}': asked to bench on '{device}', but its model lives on "
@@ -179,6 +213,11 @@ class KerasOnTorchBackend(KerasBackend):
 
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+
+    def _tf32_state(self) -> dict[str, Any]:
+        from ..torch.backend import tf32_state
+
+        return tf32_state()
 
     # --- bench hooks ---
     compiled_variant: ClassVar[str | None] = "torch.compile"
@@ -215,6 +254,11 @@ class KerasOnJaxBackend(KerasBackend):
         import jax
 
         jax.config.update("jax_default_matmul_precision", "highest")
+
+    def _tf32_state(self) -> dict[str, Any]:
+        import jax
+
+        return {"jax_default_matmul_precision": jax.config.jax_default_matmul_precision}
 
     # --- bench hooks ---
     compiled_variant: ClassVar[str | None] = None

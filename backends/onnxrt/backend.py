@@ -14,6 +14,15 @@ Execution providers: the CPU by default. ``options["device"]`` "cuda[:N]" (or "a
 GPU present) adds CUDA, and TensorRT where its provider and libraries are installed, only when
 a CUDA device actually exists: ONNX Runtime falls back to the CPU with nothing but a log line
 when CUDA libraries are missing, so ``environment()`` records ``session.get_providers()``.
+
+Precision (``options["precision"]``): fp32 runs the file; fp16 and int8 run a model made from it in
+``build`` (or ``prepare_bench``) by ``precision.py``: fp16 converted with float32 I/O, int8 quantized
+(static QDQ) with activation ranges calibrated on ``options["calibration_input"]``. Their outputs
+come from that model as made; their layers from a copy that also outputs the layers' tensors, and
+``environment()["precision"]`` says whether those added outputs changed the output (they can keep
+ONNX Runtime from fusing an op with its neighbours), which kernels ran in which dtype, and the
+calibration time. Layer arrays and the output are returned float32; ``RunOutput.dtypes`` has the
+dtype ONNX Runtime returned them in.
 """
 
 from __future__ import annotations
@@ -30,7 +39,22 @@ import numpy as np
 from ...spec import ModelSpec
 from ..base import OPSET, Backend, RunOutput, Weights
 from ..layouts import activation_to_canonical, nchw_to_nhwc, nhwc_to_nchw
-from ..onnx.inspect import exporter_kind, layer_tensors, param_breakdown, with_layer_outputs
+from ..onnx.inspect import exporter_kind, layer_tensors, param_breakdown
+from ..precision import canonical_precision
+from .precision import (
+    BF16_REASON,
+    CALIBRATION_CHUNK,
+    FP16_KIND,
+    Feeds,
+    Ranges,
+    calibrate,
+    int8_kind,
+    kernel_dtypes,
+    quantized_model,
+    readout_tensors,
+    to_fp16,
+    with_typed_outputs,
+)
 
 
 def cuda_device_present() -> bool:
@@ -77,7 +101,8 @@ def choose_providers(options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
 
 class OnnxRuntimeBackend(Backend):
     needs: ClassVar[tuple[tuple[str, str], ...]] = (("onnxruntime", "onnx"), ("onnx", "onnx"))
-
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    precision_reasons: ClassVar[dict[str, str]] = {"bf16": BF16_REASON}
 
     @classmethod
     def lowering(cls) -> dict[str, Any]:
@@ -118,22 +143,72 @@ class OnnxRuntimeBackend(Backend):
         initializers = {i.name for i in self.proto.graph.initializer}
         self.input_name = next(i.name for i in self.proto.graph.input if i.name not in initializers)
         self.output_name = self.proto.graph.output[0].name
+        self._apply_precision(self.precision)
+
+    def _apply_precision(self, precision: str) -> None:
+        """Make the model ``precision`` runs (see the module docstring) and the facts about it."""
+        precision = canonical_precision(precision)
+        reason = self.precision_reason(precision)
+        if reason:
+            raise ValueError(reason)
         # Sessions are made on first use: a compare run needs only the one with layer outputs,
         # and each session of the full model costs about a second to create.
         self._plain_session = None
         self._layer_session = None
+        self.converted = None  # the fp16 or int8 ModelProto; None: the file runs as exported
+        self.readouts = dict(self.tensors)  # layer -> the tensor read out of the model that runs
+        self.model: str | bytes = str(self.path)
+        self.precision_facts: dict[str, Any] = {"requested": precision, "model": "fp32 (the file as exported)"}
+        if precision == "fp32":
+            return
+        if precision == "fp16":
+            self.converted = to_fp16(self.proto)
+            self.precision_facts["model"] = FP16_KIND
+        else:
+            batch = self._calibration_batch()
+            feeds = ({self.input_name: self._input(batch[i:i + CALIBRATION_CHUNK])}
+                     for i in range(0, len(batch), CALIBRATION_CHUNK))
+            self.converted, calibration_s, quantize_s, unquantized = quantized_model(self.path, feeds,
+                                                                                     self.calibration_ranges)
+            self.precision_facts.update(model=int8_kind(len(batch)), calibration_s=round(calibration_s, 3),
+                                        quantize_s=round(quantize_s, 3), left_float_nonfinite_range=unquantized)
+        self.readouts, missing = readout_tensors(self.converted, self.tensors)
+        self.missing.update(missing)
+        self.model = self.converted.SerializeToString()
+        kernels = kernel_dtypes(lambda options: self._session(self.model, options),
+                                {self.input_name: self._input(np.zeros((1, *self.spec.input_shape), np.float32))})
+        self.precision_facts["kernels"] = kernels
+        if precision == "fp16":
+            in_float32 = [op for op, types in kernels.items() if "float16" not in types and op != "Cast"]
+            self.precision_facts["computed_in_float32"] = in_float32
+            if in_float32:
+                self.precision_facts["note"] = (
+                    f"ONNX Runtime has no float16 kernel here for {', '.join(in_float32)}: it cast their float16 "
+                    f"inputs to float32 and computed them in float32 (weights rounded to float16)")
+
+    def _calibration_batch(self) -> np.ndarray:
+        path = self.options.get("calibration_input")
+        if not path:
+            raise ValueError(f"backend '{self.name}': precision int8 needs options['calibration_input'], the path "
+                             f"of an .npy float32 [N, C, H, W] batch to calibrate the activation ranges on")
+        return np.load(path)
+
+    def calibration_ranges(self, model_path: Path, feeds: Feeds, workdir: Path) -> Ranges:
+        """Tensor -> (min, max) the int8 model quantizes each activation to; tests override this seam
+        to plant a badly calibrated layer."""
+        return calibrate(model_path, feeds, workdir)
 
     @property
     def session(self):
         """The session of the file as exported (bench and output-only runs)."""
         if self._plain_session is None:
-            self._plain_session = self._session(str(self.path))
+            self._plain_session = self._session(self.model)
         return self._plain_session
 
-    def _session(self, model):
+    def _session(self, model, options=None):
         import onnxruntime as ort
 
-        return ort.InferenceSession(model, self.session_options, providers=[p for p, _ in self.requested],
+        return ort.InferenceSession(model, options or self.session_options, providers=[p for p, _ in self.requested],
                                     provider_options=[o for _, o in self.requested])
 
     def _input(self, x: np.ndarray) -> np.ndarray:
@@ -145,22 +220,32 @@ class OnnxRuntimeBackend(Backend):
 
     def run(self, x: np.ndarray, layers: Sequence[str] = ()) -> RunOutput:
         feed = {self.input_name: self._input(x)}
-        wanted = [n for n in dict.fromkeys(layers) if n in self.tensors]
+        wanted = [n for n in dict.fromkeys(layers) if n in self.readouts]
         if not wanted:
             output = self.session.run([self.output_name], feed)[0]
-            return RunOutput(self._canonical_output(output))
+            return RunOutput(self._canonical_output(output.astype(np.float32)), dtypes={"output": str(output.dtype)})
         if self._layer_session is None:
-            model = with_layer_outputs(self.proto, list(self.tensors.values()))
+            model = with_typed_outputs(self.converted or self.proto, list(self.readouts.values()))
             self._layer_session = self._session(model.SerializeToString())
-        names = list(dict.fromkeys([self.output_name] + [self.tensors[n] for n in wanted]))
+        names = list(dict.fromkeys([self.output_name] + [self.readouts[n] for n in wanted]))
         values = dict(zip(names, self._layer_session.run(names, feed)))
-        output = self._canonical_output(values[self.output_name])
-        found = {}
+        output = values[self.output_name]
+        if self.converted is not None:  # the output of the model as made, not of its copy with more outputs
+            output, with_layers = self.session.run([self.output_name], feed)[0], output
+            self._note_layer_outputs_effect(output, with_layers)
+        found, dtypes = {}, {"output": str(output.dtype)}
         for layer in wanted:
-            array = self._canonical(layer, values[self.tensors[layer]])
+            value = values[self.readouts[layer]]
+            array = self._canonical(layer, value.astype(np.float32))
             if array is not None:
-                found[layer] = array
-        return RunOutput(output, found)
+                found[layer], dtypes[layer] = array, str(value.dtype)
+        return RunOutput(self._canonical_output(output.astype(np.float32)), found, dtypes)
+
+    def _note_layer_outputs_effect(self, output: np.ndarray, with_layers: np.ndarray) -> None:
+        """Record (the worst over runs) how much outputting the layers' tensors changed the output."""
+        diff = float(np.abs(output.astype(np.float64) - with_layers).max(initial=0.0))
+        worst = self.precision_facts.get("layer_outputs_change_output_by", 0.0)
+        self.precision_facts["layer_outputs_change_output_by"] = max(worst, diff)
 
     def _canonical_output(self, output: np.ndarray) -> np.ndarray:
         # The Keras model's output is NHWC whenever it is a feature map.
@@ -201,29 +286,41 @@ class OnnxRuntimeBackend(Backend):
         return bool(self.params["explained"])
 
     def layer_names(self) -> list[str]:
-        return list(self.tensors)
+        return list(self.readouts)
 
     def environment(self) -> dict[str, Any]:
         import onnx
         import onnxruntime as ort
 
+        providers = (self._layer_session or self.session).get_providers()
         return {
             "onnxruntime": ort.__version__, "onnx": onnx.__version__, "file": self.path.name,
             "producer": f"{self.proto.producer_name} {self.proto.producer_version}".strip(),
             "opset": max((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
             "providers_requested": [p for p, _ in self.requested],
             # what the session really uses (ONNX Runtime falls back to the CPU silently)
-            "providers": (self._layer_session or self.session).get_providers(),
+            "providers": providers,
             "intra_op_threads": self.threads, "input_layout": "NHWC" if self.nhwc else "NCHW",
             "export_cache_hit": self.cache_hit, "params": self.params,
-            "missing_layers": dict(self.missing),
+            "missing_layers": dict(self.missing), "precision": {**self.precision_facts, "providers": providers},
         }
 
     # --- bench hooks (see Backend) ---
     no_compiled_reason: ClassVar[str] = "ONNX Runtime always optimises the graph (level ALL): no separate variant"
+    # float16 and int8 run the converted or quantized model (float32 I/O), on the CPU too.
+    bench_precisions: ClassVar[tuple[str, ...]] = ("float32", "float16", "int8")
+
+    def before_build(self, precision: str, threads: int) -> None:
+        """The bench precision becomes the one built: int8's calibration is then part of ``build``, and its
+        seconds are in the environment the bench worker reads right after it."""
+        self.options["precision"] = canonical_precision(precision)
 
     def prepare_bench(self, precision: str, compiled: bool, device: str, threads: int) -> str:
-        """Threads and providers are the session's, set in ``build``."""
+        """Threads and providers are the session's, set in ``build``. A bench precision other than the
+        one built makes its model here, before any timing (int8: calibration included, its seconds in
+        ``environment()["precision"]["calibration_s"]``)."""
+        if canonical_precision(precision) != self.precision_facts["requested"]:
+            self._apply_precision(precision)
         return "onnxruntime"
 
     @classmethod

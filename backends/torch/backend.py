@@ -14,15 +14,24 @@ import numpy as np
 
 from ...spec import ModelSpec
 from ..base import OPSET, Backend, RunOutput, Weights
+from ..precision import canonical_precision
+
+# The torch dtype each precision casts model and input to (names of torch attributes: torch is imported lazily).
+COMPUTE_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 class TorchBackend(Backend):
     name = "torch"
-    summary = "PyTorch, eager float32; its ONNX export is what onnx-torch runs"
+    summary = "PyTorch, eager float32 (or cast to bfloat16/float16); its ONNX export is what onnx-torch runs"
     needs = (("torch", "torch"),)
     onnx_exporter = "torch.onnx.export dynamo v1"
     onnx_export_packages = ("torch", "onnxscript", "onnx")
-
+    # Every spec op has a CPU kernel in bfloat16 and float16 (LRN through lowering.LocalResponseNorm):
+    # tests/backends/torch/test_precision.py runs each against the float64 reference.
+    precisions = tuple(COMPUTE_DTYPES)
+    precision_reasons = {"int8": "torch runs int8 only as a torch.ao-quantized model (observers, calibration, "
+                                 "quantized kernels), which alexbench does not build; ONNX Runtime's static QDQ "
+                                 "model is the int8 route (backend 'onnx-torch')"}
 
     @classmethod
     def lowering(cls) -> dict[str, Any]:
@@ -39,12 +48,14 @@ class TorchBackend(Backend):
             torch.set_num_threads(int(self.options["threads"]))
         self.spec = spec
         self.device = torch.device(self.options.get("device", "cpu"))
-        self.model = torch_model_from_spec(spec, weights).to(self.device)
+        self.dtype = getattr(torch, compute_dtype(self))
+        # A plain cast, weights and buffers alike (BatchNorm's statistics too); run() casts the input.
+        self.model = torch_model_from_spec(spec, weights).to(device=self.device, dtype=self.dtype)
 
     def run(self, x: np.ndarray, layers: Sequence[str] = ()) -> RunOutput:
         wanted = set(layers)
         modules = {name: module for name, module in self.model.named_children() if name in wanted}
-        return run_with_hooks(self.model, x, self.device, modules)
+        return run_with_hooks(self.model, x, self.device, modules, dtype=self.dtype)
 
     def param_count(self) -> int:
         # Parameters plus buffers: the buffers are exactly BatchNorm's running statistics.
@@ -60,13 +71,17 @@ class TorchBackend(Backend):
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "device": str(self.device),
-            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,  # kept at the top level for older readers
             "tf32_cudnn": torch.backends.cudnn.allow_tf32,
             "cuda_available": torch.cuda.is_available(),
         }
         if self.device.type == "cuda":
             env["cuda"] = torch.version.cuda
             env["gpu"] = torch.cuda.get_device_name(self.device)
+        parameter = next(self.model.parameters(), None)
+        env["precision"] = {"requested": self.precision,
+                            "parameter_dtype": None if parameter is None else dtype_name(parameter.dtype),
+                            **tf32_state()}
         return env
 
     # --- bench hooks (see Backend) ---
@@ -85,12 +100,12 @@ class TorchBackend(Backend):
         return "eager"
 
     def bench_step(self, x: np.ndarray, device: str, precision: str = "float32") -> Callable[[], Any]:
-        """float32 as built; float16/bfloat16 cast model and input (once, before timing)."""
+        """float32 as built; float16/bfloat16 cast model and input (once, before timing), on any device."""
         import torch
 
         from .lowering import inference_step
 
-        dtype = getattr(torch, precision) if precision in ("float16", "bfloat16") else torch.float32
+        dtype = getattr(torch, "float32" if precision == "tf32" else COMPUTE_DTYPES[canonical_precision(precision)])
         self.device = torch.device(device)
         self.model.to(device=self.device, dtype=dtype)
         staged = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device=self.device, dtype=dtype)
@@ -134,6 +149,26 @@ def set_tf32(allow: bool) -> None:
     torch.backends.cudnn.allow_tf32 = allow
 
 
+def tf32_state() -> dict[str, Any]:
+    """The switches that let a CUDA float32 matmul or convolution run in TF32 (no effect on the CPU)."""
+    import torch
+
+    return {"float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}
+
+
+def compute_dtype(backend: Backend) -> str:
+    """The torch dtype name ``backend.precision`` computes in; ValueError with the reason for one it cannot run."""
+    precision = canonical_precision(backend.precision)
+    if precision not in COMPUTE_DTYPES:
+        raise ValueError(backend.precision_reason(precision))
+    return COMPUTE_DTYPES[precision]
+
+
+def dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def torch_threads_seen() -> dict[str, Any]:
     import torch
 
@@ -146,23 +181,25 @@ def snapshot(output: Any) -> np.ndarray:
 
 
 def run_with_hooks(model: Any, x: np.ndarray, device: Any, modules: dict[str, Any],
-                   take: Callable[[Any], np.ndarray] = snapshot) -> RunOutput:
-    """Run ``model`` on ``x`` without gradients, with a forward hook on each of ``modules`` (layer name ->
-    module) whose output ``take`` copies out; returns the output and those layers' outputs."""
+                   take: Callable[[Any], np.ndarray] = snapshot, dtype: Any = None) -> RunOutput:
+    """Run ``model`` on ``x`` (cast to ``dtype``, the model's, when given) without gradients, with a forward
+    hook on each of ``modules`` (layer name -> module) whose output ``take`` copies out; returns the output
+    and those layers' outputs, with the dtype each had as torch computed it."""
     import torch
 
     captured: dict[str, np.ndarray] = {}
+    dtypes: dict[str, str] = {}
 
     def capture(name: str):
         def hook(_module, _inputs, output):
-            captured[name] = take(output)
+            captured[name], dtypes[name] = take(output), dtype_name(output.dtype)
         return hook
 
     handles = [module.register_forward_hook(capture(name)) for name, module in modules.items()]
     try:
         with torch.no_grad():
-            out = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device))
+            out = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device=device, dtype=dtype))
     finally:
         for handle in handles:
             handle.remove()
-    return RunOutput(take(out), captured)
+    return RunOutput(take(out), captured, {**dtypes, "output": dtype_name(out.dtype)})

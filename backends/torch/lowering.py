@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...spec import Layer, ModelSpec
@@ -71,6 +72,26 @@ def avgpool2d(layer: Layer, first: bool) -> Lowered:
                                                             padding=padding))
 
 
+class LocalResponseNorm(nn.LocalResponseNorm):
+    """``nn.LocalResponseNorm`` that also runs in bfloat16 and float16 on the CPU.
+
+    torch's own sums the squares over the channel window with avg_pool3d, which has no half-precision
+    CPU kernel ("avg_pool3d_out_frame" not implemented for 'BFloat16'). The same window mean is an
+    avg_pool2d over the channel axis of an (N, 1, C, H*W) view, which has one, so half precision takes
+    that route and computes in the input's dtype; float32 and float64 keep torch's code, whose ONNX
+    export is one LRN node. Same class name, so the importer still reads it as a LocalResponseNorm.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.float32, torch.float64) or x.dim() != 4:
+            return super().forward(x)
+        n, c, h, w = x.shape
+        # Zero squares beyond the channel edges, counted in the mean's divisor: torch's padding exactly.
+        squares = F.pad(x.mul(x).reshape(n, 1, c, h * w), (0, 0, self.size // 2, (self.size - 1) // 2))
+        mean = F.avg_pool2d(squares, (self.size, 1), stride=1).reshape(n, c, h, w)
+        return x / mean.mul(self.alpha).add(self.k).pow(self.beta)
+
+
 def _plain(make: Callable[[Layer, bool], nn.Module]) -> Callable[[Layer, bool], Lowered]:
     return lambda layer, first: (None, make(layer, first))
 
@@ -81,7 +102,7 @@ LOWERING: dict[str, Callable[[Layer, bool], Lowered]] = {
     # captured layer outputs are copied as they are produced. Never on the caller's input.
     "relu": _plain(lambda layer, first: nn.ReLU(inplace=not first)),
     # torch divides alpha by size, like the spec: the spec's alpha passes through unchanged
-    "lrn": _plain(lambda layer, first: nn.LocalResponseNorm(layer.attrs["size"], layer.attrs["alpha"],
+    "lrn": _plain(lambda layer, first: LocalResponseNorm(layer.attrs["size"], layer.attrs["alpha"],
                                                             layer.attrs["beta"], layer.attrs["k"])),
     "maxpool2d": maxpool2d,
     "avgpool2d": avgpool2d,

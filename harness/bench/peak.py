@@ -160,6 +160,12 @@ def theoretical_peak(device: str, device_name: str, precision: str, threads: int
     return cpu_theoretical(threads) if precision == "float32" else None
 
 
+def measured_precisions(device: str, precisions) -> list[str]:
+    """Those of ``precisions`` a matmul peak is measured in on ``device`` (see measure_matmul_peak):
+    the float ones on CUDA, float32 on a CPU; int8 rows get no share of a peak."""
+    return [p for p in precisions if p in DTYPES and (device.startswith("cuda") or p == "float32")]
+
+
 def measure_matmul_peak(device: str, precision: str, threads: int, method: Method,
                         n: int | None = None, blas_env_set: bool = False) -> dict[str, Any]:
     """GFLOP/s of an n x n x n matrix product on ``device``, on random data, timed with the same

@@ -4,6 +4,8 @@ and assemble the results document (kind "bench"). The timing method itself is ``
 Order: the device's matmul peak (its own worker), the null backend (the harness' own cost per
 repetition), then one job per backend, precision and variant, each timing every batch size.
 ONNX Runtime backends run the export cache's file, exported first (on the CPU) when missing.
+A precision runs wherever the backend declares it (``bench_precisions``), on the CPU too; tf32 is
+a CUDA matmul mode. Each job's options["precision"] says it in compare's name (``precisions.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,16 +27,17 @@ from ..errors import ExitCode
 from ..results.document import new_results
 from ..results.model import BenchDocument, BenchEntry, BenchRow, BenchSection, Verdict, WeightsInfo
 from ..run_weights import run_weights
-from ..workers.bench_entry import bench_refusal, skip_reason, thread_env
+from ..workers.bench_entry import CALIBRATION_INPUTS, bench_refusal, skip_reason, thread_env
 from ..workers.job import make_job
 from ..workers.runner import run_worker
 from .method import Method
-from .peak import theoretical_peak
+from .peak import measured_precisions, theoretical_peak
+from .precisions import ACCEPTED, TF32, UnknownBenchPrecision, canonical, requested
 
 DEFAULT_SPEC = "alexnet-owt"
 DEFAULT_BACKENDS = DEFAULT_BENCH
 DEFAULT_BATCH_SIZES = (1, 8, 64)
-PRECISIONS = ("float32", "tf32", "float16", "bfloat16")
+PRECISIONS = ACCEPTED  # every spelling --precision takes; rows carry precisions.NAMES
 BENCH_WORKER = "alexbench.harness.workers.bench_entry"
 # The matmul peak needs fewer, longer repetitions than a model row.
 PEAK_METHOD = Method(warmup=1, min_time_s=0.5, min_reps=3)
@@ -52,7 +55,7 @@ class BenchConfig:
     backends: tuple[str, ...] = DEFAULT_BACKENDS
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
     device: str = "auto"
-    precisions: tuple[str, ...] = ("float32",)
+    precisions: tuple[str, ...] = ("float32",)  # any spelling of precisions.ACCEPTED
     compiled: str | None = None  # None, "also" (eager and compiled rows) or "only" (compiled rows)
     method: Method = Method()
     threads: int | None = None  # default: every core
@@ -105,17 +108,18 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
     """Run the bench and return the results document (kind "bench", see results_schema.json)."""
     if not cfg.batch_sizes or min(cfg.batch_sizes) < 1:
         raise BenchError(f"batch sizes must be integers >= 1; received {list(cfg.batch_sizes)}")
-    unknown = [p for p in cfg.precisions if p not in PRECISIONS]
-    if unknown:
-        raise BenchError(f"unknown precision {', '.join(unknown)}; known: {', '.join(PRECISIONS)}")
+    try:
+        cfg = replace(cfg, precisions=requested(cfg.precisions))
+    except UnknownBenchPrecision as exc:
+        raise BenchError(str(exc)) from None
     for name in cfg.backends:
         backend_target(name)  # an unknown name fails before anything runs (UnknownBackend)
     refuse_unbenchable(cfg.backends)
     spec = load_spec(cfg.spec)
     device = resolve_device(cfg.device, environment.gpu_names())
-    if device == "cpu" and any(p != "float32" for p in cfg.precisions):
-        raise BenchError(f"--precision {','.join(cfg.precisions)}: only float32 runs on the CPU here; "
-                         f"tf32, float16 and bfloat16 need --device cuda")
+    if not device.startswith("cuda") and cfg.precisions == (TF32,):
+        raise BenchError(f"--precision tf32 on {device}: TF32 is a CUDA tensor-core matmul mode; "
+                         f"use --device cuda, or float32 on the CPU")
     threads = cfg.threads or os.cpu_count() or 1
     jobs, skipped = plan_jobs(cfg, device)
     name = _device_name(device)
@@ -126,6 +130,8 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
                 "compiled": cfg.compiled, "batch_sizes": list(cfg.batch_sizes), "method": cfg.method.to_json(),
                 "inputs": f"seeded normal, seed {cfg.seed}, staged on the device before timing",
                 "load_average_at_start": _load_average(), "isolation": "one worker process per job, one at a time"}
+    if "int8" in cfg.precisions:
+        settings["calibration"] = f"{CALIBRATION_INPUTS} seeded images (seed {cfg.seed})"
     for s in skipped:
         progress(f"skipping {' '.join(filter(None, (s['backend'], s['precision'], s['variant'])))}: {s['reason']}")
     rows, failures, overhead = [], [], []
@@ -234,13 +240,20 @@ class _RunContext:
                            "max_reps": m.max_reps}}
 
     def _options(self, precision: str) -> dict[str, Any]:
-        return {"device": self.device, "threads": self.threads, "allow_tf32": precision == "tf32"}
+        return {"device": self.device, "threads": self.threads, "allow_tf32": precision == TF32,
+                "precision": canonical(precision)}
 
     def peak(self) -> dict[str, Any]:
         name = _device_name(self.device)
+        precisions = measured_precisions(self.device, self.cfg.precisions)
+        theoretical = {p: t for p in self.cfg.precisions
+                       if (t := theoretical_peak(self.device, name, p, self.threads)) is not None}
+        if not precisions:  # e.g. only bfloat16 on a CPU: no worker for a peak nothing is compared with
+            return {"device": self.device, "device_name": name, "threads": self.threads, "measured": {},
+                    "theoretical": theoretical}
         self.progress(f"measuring the matmul peak on {self.device} ({name}), {self.threads} threads…")
         m = PEAK_METHOD
-        bench = {"task": "peak", "device": self.device, "precisions": list(self.cfg.precisions),
+        bench = {"task": "peak", "device": self.device, "precisions": precisions,
                  "threads": self.threads, "n": self.cfg.peak_n,
                  "method": {"warmup": m.warmup, "min_time_s": m.min_time_s, "min_reps": m.min_reps,
                             "max_reps": m.max_reps}}
@@ -259,8 +272,6 @@ class _RunContext:
                     self.progress(f"    matmul peak {p['precision']}: not measured ({p.get('error')})")
         else:
             self.progress(f"    matmul peak: not measured ({result.error})")
-        theoretical = {p: t for p in self.cfg.precisions
-                       if (t := theoretical_peak(self.device, name, p, self.threads)) is not None}
         for precision, t in theoretical.items():
             self.progress(f"    theoretical peak {precision}: {t['gflops']:,.1f} GFLOP/s = {t['basis']}")
         return {"device": self.device, "device_name": name, "threads": self.threads, "measured": measured,

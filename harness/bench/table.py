@@ -1,10 +1,13 @@
 """The table ``alexbench bench`` prints: one row per backend, precision, variant and batch size,
 with the device, the peaks and the harness' own overhead above it and what was skipped or
-failed below it."""
+failed below it. When several precisions ran, each backend's rows stand side by side with its
+float32 row and a column says the speed-up; int8's calibration time is a line of its own."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from .precisions import BASELINE, NAMES
 
 COLUMNS = ("backend", "execution", "precision", "batch", "median ms", "p10-p90 ms", "images/s", "GFLOP/s",
            "% matmul", "% theory", "reps")
@@ -23,6 +26,29 @@ def _pct(value: float | None) -> str:
 
 def _ms(value: float) -> str:
     return f"{value:.3g}" if value < 10 else f"{value:,.1f}"
+
+
+def _same_run(r: dict[str, Any]) -> tuple:
+    return r["backend"], r.get("variant"), r["device"], r["batch"]
+
+
+def speedups(rows: list[dict[str, Any]]) -> list[float | None]:
+    """Each row's images/s over the float32 row of the same backend, variant, device and batch in
+    the same run (None where that row is missing)."""
+    base = {_same_run(r): r["images_per_s"] for r in rows if r["precision"] == BASELINE}
+    return [r["images_per_s"] / base[k] if (k := _same_run(r)) in base else None for r in rows]
+
+
+def _side_by_side(r: dict[str, Any]) -> tuple:
+    order = NAMES.index(r["precision"]) if r["precision"] in NAMES else len(NAMES)
+    return r["batch"], r["backend"], r.get("variant") or "", order, r["precision"]
+
+
+def _calibration_lines(doc: dict[str, Any]) -> list[str]:
+    how = doc["bench"]["settings"].get("calibration") or "seeded inputs"
+    return [f"int8 calibration ({b['name']}{' ' + b['variant'] if b.get('variant') else ''}): "
+            f"{b['timings_s']['calibration']:.2f} s on {how}, at build: not in the timed runs"
+            for b in doc["backends"] if (b.get("timings_s") or {}).get("calibration") is not None]
 
 
 def _row(r: dict[str, Any]) -> list[str]:
@@ -83,8 +109,14 @@ def render_bench(doc: dict[str, Any]) -> str:
                    f"while {len(busy)} row(s) were timed (e.g. {worst['backend']} batch {worst['batch']}): those "
                    f"figures are low; rerun on an idle machine")
     out.append("")
-    rows = sorted(bench["rows"], key=lambda r: (r["precision"], r["batch"], -r["images_per_s"]))
-    out += _grid(COLUMNS, [_row(r) for r in rows]) if rows else ["(no rows)"]
+    if len({r["precision"] for r in bench["rows"]}) > 1:
+        rows = sorted(bench["rows"], key=_side_by_side)
+        cells = [[*_row(r), "-" if x is None else f"{x:.2f}x"] for r, x in zip(rows, speedups(rows))]
+        out += _grid((*COLUMNS, f"vs {BASELINE}"), cells)
+    else:
+        rows = sorted(bench["rows"], key=lambda r: (r["precision"], r["batch"], -r["images_per_s"]))
+        out += _grid(COLUMNS, [_row(r) for r in rows]) if rows else ["(no rows)"]
+    out += _calibration_lines(doc)
     for skip in bench.get("skipped") or []:
         label = " ".join(filter(None, (skip["backend"], skip["precision"], skip.get("variant"))))
         out.append(f"skipped {label}: {skip['reason']}")

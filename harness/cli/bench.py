@@ -22,7 +22,9 @@ the device before timing and the device is synchronised before every clock read.
 repetitions until both --min-time and --min-reps are reached; median, p10 and p90 latency; images/s;
 achieved GFLOP/s (2 FLOPs per multiply-accumulate of the spec) and its share of a large float32 matrix
 product measured on the same device in the same run (the theoretical peak is stated too where known).
-The null backend (a no-op step) measures the harness' own cost per repetition. --device cuda on a
+The null backend (a no-op step) measures the harness' own cost per repetition. With several
+--precision values each backend's rows stand side by side with its float32 rows and their speed-up;
+an int8 model is calibrated at build (its seconds are reported apart). --device cuda on a
 machine without a GPU exits 2 before anything runs; a backend that fails or is not installed exits 3
 after the others have been measured."""
 
@@ -30,6 +32,7 @@ EXAMPLES = """examples:
   alexbench bench                                   # alexnet-owt, torch, keras and both ONNX exports, batch 1,8,64
   alexbench bench --backends torch,onnx-torch --batch-sizes 1,32 --json bench.json --report out/
   alexbench bench --device cuda --backends torch,onnx-torch,keras-jax --precision float32,tf32,bfloat16 --compile
+  alexbench bench --backends torch,keras,onnx-torch --batch-sizes 64 --precision fp32,bf16,fp16,int8
 """
 
 
@@ -51,7 +54,8 @@ def _device(text: str) -> str:
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     from ..bench.method import Method
-    from ..bench.run import DEFAULT_BACKENDS, DEFAULT_BATCH_SIZES, DEFAULT_SPEC, PRECISIONS
+    from ..bench.precisions import NAMES
+    from ..bench.run import DEFAULT_BACKENDS, DEFAULT_BATCH_SIZES, DEFAULT_SPEC
 
     m = Method()
     parser.description = DESCRIPTION
@@ -67,8 +71,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=_device, default="auto",
                         help="auto (a CUDA GPU when nvidia-smi lists one, else the CPU), cpu, cuda or cuda:N")
     parser.add_argument("--precision", type=_csv, default=["float32"],
-                        help=f"comma-separated: {', '.join(PRECISIONS)} (default float32; the others on CUDA only, "
-                             "for the backends that support them)")
+                        help=f"comma-separated: {', '.join(NAMES)}, or compare's fp32, bf16, fp16 (default "
+                             "float32); each runs for the backends that declare it, the others are skipped with the "
+                             "reason; tf32 on CUDA only")
     parser.add_argument("--compile", nargs="?", const="also", choices=["also", "only"],
                         help="also time compiled variants as separate rows (torch.compile; XLA for Keras on "
                              "TensorFlow; torch.compile for keras-torch); --compile only: just those")
@@ -84,7 +89,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                              "8192 on a GPU)")
     parser.add_argument("--weights", help="canonical safetensors or torchvision-style .pth (default: seeded)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs (default 0)")
-    parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/1) here; "
+    parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/2) here; "
                         "- writes them to standard output and moves the table to standard error")
     parser.add_argument("--report", metavar="DIR", help="also write report.md and report.html (with the "
                         "images/s against batch size chart) into DIR")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ...backends.precision import ALIASES, PRECISIONS, UnknownPrecision, canonical_precision
 from ...backends.registry import UnknownBackend
 from ...spec.loader import shipped_spec_names
 from ..compare.metrics import PROFILES, REL_L2_LIMIT
@@ -22,6 +23,7 @@ EXAMPLES = """examples:
   alexbench compare --spec my-net.yaml --backends torch --no-onnx --json results.json
   alexbench compare --input cat.png --input dog.jpg --save run/    # real images; keep every array
   alexbench compare --profile strict                  # or --atol/--rtol/--rel-l2
+  alexbench compare --spec alexnet-owt --precision bf16   # bf16 against float64, the bf16 profile, 64 inputs
   alexbench compare --model my_net.py:AlexNet --spec alexnet-owt   # your own model against a spec
   alexbench compare --model model.onnx --input batch.npy          # your ONNX file, your inputs
 """
@@ -74,14 +76,21 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                         "(default: canonical weights drawn from --seed)")
     parser.add_argument("--seed", type=int, default=0, help="seed for canonical weights and inputs (default 0)")
     parser.add_argument("--batch", type=_positive_int, default=None,
-                        help="batch size of seeded inputs (default 4; with --input: the number of inputs the "
-                        "files hold)")
+                        help="batch size of seeded inputs (default 4, or 64 below fp32: top-1/top-5 agreement is "
+                        "judged on 64 inputs or more, and only reported with fewer; with --input: the number of "
+                        "inputs the files hold)")
     parser.add_argument("--input", dest="inputs", action="append", default=[], metavar="FILE",
                         help="PNG/JPEG image, preprocessed as the spec says, or .npy/.npz float array (N x C x H x W "
                         "or C x H x W, taken as is: e.g. an earlier --save DIR's input.npy); repeatable, in order; "
                         "replaces seeded inputs")
+    parser.add_argument("--precision", default="fp32", metavar="P",
+                        help=f"run every backend but the float64 reference in P: {', '.join(PRECISIONS)} (or "
+                        f"{', '.join(ALIASES)}); default fp32. A backend that cannot is 'unsupported' with its reason. "
+                        "Below fp32 the precision's own tolerance profile applies (growing with depth; "
+                        "docs/precision.md), classes are judged too, and seeded inputs default to a batch of 64")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="default",
-                        help="named tolerance: " + "; ".join(f"{k}: rtol {v.rtol:g}" for k, v in PROFILES.items()))
+                        help="named tolerance (default: the precision's own): "
+                        + "; ".join(f"{k}: rtol {v.rtol:g}" for k, v in PROFILES.items()))
     parser.add_argument("--atol", type=_nonnegative_float, help="absolute tolerance (overrides the profile)")
     parser.add_argument("--rtol", type=_nonnegative_float,
                         help="tolerance relative to max|reference| (overrides the profile)")
@@ -91,7 +100,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", dest="layers", action="store_true", default=True,
                         help="compare every named layer, not only the output (default)")
     parser.add_argument("--no-layers", dest="layers", action="store_false", help="compare the final output only")
-    parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/1) here; "
+    parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/2) here; "
                         "- writes them to standard output and moves the table (or -q's verdict) to standard error")
     parser.add_argument("--save", metavar="DIR", help="keep spec, weights, inputs and every output as .npy in DIR "
                         "(new, empty, or an earlier --save run's folder, whose listed files are replaced)")
@@ -110,6 +119,10 @@ def run(command: str, args: argparse.Namespace) -> int:
     check_file("--json", args.json, what="the results")
     check_save_folder("--save", args.save)
     check_folder("--report", args.report, what="report.md and report.html")
+    try:
+        precision = canonical_precision(args.precision)
+    except UnknownPrecision as exc:
+        raise UsageError(f"--precision: {exc}") from None
     out = table_stream(args.json)  # --json -: standard output carries the JSON alone
 
     from ..compare.run import CompareConfig, run_compare
@@ -122,7 +135,7 @@ def run(command: str, args: argparse.Namespace) -> int:
                         seed=args.seed, batch=args.batch, inputs=args.inputs, profile=args.profile,
                         atol=args.atol, rtol=args.rtol, rel_l2=args.rel_l2,
                         layers=args.layers, timeout_s=args.timeout,
-                        save_dir=args.save, cache_dir=args.cache_dir)
+                        save_dir=args.save, cache_dir=args.cache_dir, precision=precision)
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0; received {args.seed}")
     if args.report:  # fail before a long run, not after it

@@ -4,16 +4,17 @@ float64 reference (output and every named layer), the pairwise matrix and the ve
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from ...spec import ModelSpec
 from ..errors import ExitCode
-from ..results.model import CompareEntry, LayerDiff, OutputMetrics, Pairwise, Verdict
+from ..results.model import CompareEntry, LayerDiff, OutputMetrics, Pairwise, PrecisionInfo, Verdict
 from ..workers.runner import WorkerResult
 from .metrics import Tolerance, agreement, first_divergence, layer_agreements, topk_agreement
+from .precision import computed_precisions, diagnose_fp32, dtype_problem, nonfinite_problem, rounding_depths, topk_check
 
 
 def failed_entry(name: str, stage: str, error: str) -> CompareEntry:
@@ -36,6 +37,7 @@ def backend_entry(name: str, result: WorkerResult, spec: ModelSpec) -> CompareEn
         param_note=r.get("param_note"), missing_layers=list(r.get("missing_layers") or []),
         environment=r.get("environment") or {},
         timings_s={**(r.get("timings_s") or {}), "total": round(result.elapsed_s, 3)},
+        dtypes={str(k): str(v) for k, v in r["dtypes"].items()} if r.get("dtypes") else None,
     )
 
 
@@ -49,6 +51,17 @@ def error_text(result: WorkerResult) -> str:
 
 
 @dataclass(frozen=True)
+class Criteria:
+    """What every backend is judged by: the output's tolerance, each layer's own limits where a
+    precision's profile sets them, and the precision the backends were asked to run in."""
+
+    tol: Tolerance
+    rel_l2: float
+    precision: str = "fp32"
+    limits: Mapping[str, tuple[Tolerance, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Judgement:
     """The verdict of a compare run, and what it rests on: every entry judged, the pairwise matrix."""
 
@@ -57,41 +70,51 @@ class Judgement:
     verdict: Verdict
 
 
-def judge(entries: Sequence[CompareEntry], spec: ModelSpec, outputs: dict, tol: Tolerance,
-          rel_l2: float) -> Judgement:
+def judge(entries: Sequence[CompareEntry], spec: ModelSpec, outputs: dict, criteria: Criteria) -> Judgement:
     """Judge every entry against the reference's outputs; the entries themselves are left as they are.
 
     ``outputs``: backend name -> (output, {layer: array}) for every backend that ran."""
     ref = outputs.get("reference")
-    order = [layer.name for layer in spec.layers]
     judged = []
     for entry in entries:
         if entry.status != "ok" or ref is None or entry.name == "reference":
             judged.append(entry)
             continue
-        judged.append(_judged(entry, ref, outputs[entry.name], order, tol, rel_l2))
+        judged.append(_judged(entry, ref, outputs[entry.name], spec, criteria))
     mismatch = any(e.status == "mismatch" for e in judged)
     failed = any(e.status in ("failed", "unavailable") for e in judged)
     # A gate that checked nothing (every backend failed, unavailable or unsupported) must not pass.
     checked = ref is not None and any(e.name != "reference" and e.status in ("ok", "mismatch") for e in judged)
     code = ExitCode.MISMATCH if mismatch else ExitCode.BACKEND if failed or not checked else ExitCode.OK
     return Judgement(judged, pairwise({n: o[0] for n, o in outputs.items()}),
-                     Verdict(int(code), verdict_text(judged, spec.name, code, checked)))
+                     Verdict(int(code), verdict_text(judged, spec.name, code, checked, criteria.precision)))
 
 
-def _judged(entry: CompareEntry, ref: tuple, got: tuple, order: list[str], tol: Tolerance,
-            rel_l2: float) -> CompareEntry:
+def _judged(entry: CompareEntry, ref: tuple, got: tuple, spec: ModelSpec, criteria: Criteria) -> CompareEntry:
     (ref_out, ref_layers), (out, layers) = ref, got
-    a = agreement(ref_out, out, tol, rel_l2, names=("reference", entry.name))
+    order = [layer.name for layer in spec.layers]
+    precision = criteria.precision
+    a = agreement(ref_out, out, criteria.tol, criteria.rel_l2, names=("reference", entry.name))
     metrics = OutputMetrics.from_agreement(a, top1=topk_agreement(ref_out, out, 1) if a.shape_ok else None,
                                            top5=topk_agreement(ref_out, out, 5) if a.shape_ok else None)
-    per_layer = list(layer_agreements(order, ref_layers, layers, tol, rel_l2))
+    per_layer = list(layer_agreements(order, ref_layers, layers, criteria.tol, criteria.rel_l2, criteria.limits))
     rows = [LayerDiff.from_agreement(d.layer, d.agreement) for d in per_layer]
     divergence = first_divergence(per_layer)
     first = None if divergence is None else LayerDiff.from_agreement(divergence.layer, divergence.agreement)
-    bad = not a.ok or not entry.shape_ok or not entry.param_count_ok or first is not None
+    # inf/NaN fail by name (an fp16 overflow), never as a NaN that compares as nothing.
+    nonfinite = nonfinite_problem(precision, order, layers, out)
+    # Classes: judged for a lower precision only (fp32 keeps its elementwise bar), on finite outputs.
+    topk = topk_check(ref_out, out, criteria.rel_l2) if (
+        precision != "fp32" and a.shape_ok and nonfinite is None) else None
+    dtypes = entry.dtypes or {}
+    diagnosis = None
+    if precision == "fp32" and first is not None and nonfinite is None:
+        diagnosis = diagnose_fp32(first.name, first.rel_l2, rounding_depths(spec)[first.name])
+    info = PrecisionInfo(precision, computed_precisions(dtypes), dtype_problem(precision, dtypes, order), diagnosis)
+    bad = (not a.ok or not entry.shape_ok or not entry.param_count_ok or first is not None or nonfinite is not None
+           or info.problem is not None or (topk is not None and not topk.ok))
     return replace(entry, status="mismatch" if bad else entry.status, metrics=metrics, layers=rows,
-                   first_divergent_layer=first)
+                   first_divergent_layer=first, error=nonfinite or entry.error, precision=info, topk=topk)
 
 
 def pairwise(outputs: dict[str, np.ndarray]) -> Pairwise:
@@ -105,6 +128,10 @@ def pairwise(outputs: dict[str, np.ndarray]) -> Pairwise:
                 row_abs.append(None)
                 row_rel.append(None)
                 continue
+            if not (np.isfinite(x).all() and np.isfinite(y).all()):  # an overflow: no distance (JSON has no NaN)
+                row_abs.append(None)
+                row_rel.append(None)
+                continue
             scale = max(np.linalg.norm(x), np.linalg.norm(y))
             row_abs.append(float(np.abs(x - y).max(initial=0.0)))
             row_rel.append(float(np.linalg.norm(x - y) / scale) if scale > 0 else 0.0)
@@ -113,7 +140,8 @@ def pairwise(outputs: dict[str, np.ndarray]) -> Pairwise:
     return Pairwise(names, max_abs, rel)
 
 
-def verdict_text(entries: Sequence[CompareEntry], spec_name: str, code: int, checked: bool = True) -> str:
+def verdict_text(entries: Sequence[CompareEntry], spec_name: str, code: int, checked: bool = True,
+                 precision: str = "fp32") -> str:
     compared = [e for e in entries if e.name != "reference"]
     ok = [e.name for e in compared if e.status == "ok"]
     bad = [e.name for e in compared if e.status == "mismatch"]
@@ -121,8 +149,13 @@ def verdict_text(entries: Sequence[CompareEntry], spec_name: str, code: int, che
     # Not a failure, but the verdict must say what was not compared, and why.
     skipped = [f"{e.name} ({e.error})" for e in entries if e.status == "unsupported"]
     unsupported = "; unsupported: " + ", ".join(skipped) if skipped else ""
+    # A low-precision verdict says by which profile, and when the batch was too small to judge classes.
+    notes = list(dict.fromkeys(e.topk.note for e in compared if e.topk is not None and not e.topk.judged))
+    unsupported += "".join(f"; {note}" for note in notes)
+    within = "" if precision == "fp32" else f" within the {precision} profile"
     if code == ExitCode.OK:
-        agree = f"PASS: {len(ok)} backends agree with the float64 reference on '{spec_name}' ({', '.join(ok)})"
+        agree = (f"PASS: {len(ok)} backends agree with the float64 reference{within} on '{spec_name}' "
+                 f"({', '.join(ok)})")
         return agree + unsupported
     if not checked:
         why = [f"{e.name} {e.status}" for e in entries if e.status in ("failed", "unavailable", "unsupported")]
@@ -135,4 +168,5 @@ def verdict_text(entries: Sequence[CompareEntry], spec_name: str, code: int, che
         parts.append("failed: " + ", ".join(failed))
     if ok:
         parts.append("agree: " + ", ".join(ok))
-    return f"FAIL on '{spec_name}': " + "; ".join(parts) + unsupported
+    run_in = "" if precision == "fp32" else f" in {precision}"
+    return f"FAIL on '{spec_name}'{run_in}: " + "; ".join(parts) + unsupported

@@ -32,9 +32,10 @@ from ..run_weights import RunWeights, run_weights
 from ..workers.job import make_job
 from ..workers.runner import WorkerResult
 from ..workers.scheduler import Task, run_tasks, worker_limit
-from .judge import backend_entry, error_text, failed_entry, judge
+from .judge import Criteria, backend_entry, error_text, failed_entry, judge
 from .metrics import PROFILES, REL_L2_LIMIT, Tolerance
 from .models import import_models, models_spec
+from .precision import PRECISION_PROFILES, TOPK_MIN_BATCH, layer_limits
 
 # The bench worker's "export" task makes (or finds) an export through the cache and runs nothing else.
 EXPORT_WORKER = "alexbench.harness.workers.bench_entry"
@@ -59,7 +60,7 @@ class CompareConfig:
     onnx: bool = True
     weights: str | None = None
     seed: int = 0
-    batch: int | None = None  # None: 4 seeded inputs, or one per --input image
+    batch: int | None = None  # None: 4 seeded inputs (64 below fp32: see default_batch), or one per --input image
     inputs: list[str] = field(default_factory=list)
     input_array: Any = None  # the API's inputs given as an array (N x C x H x W or C x H x W)
     profile: str = "default"
@@ -71,6 +72,30 @@ class CompareConfig:
     save_dir: str | None = None
     cache_dir: str | None = None
     max_bytes: int | None = None
+    # What every backend but the float64 reference runs in (backends/precision.py, a canonical name).
+    precision: str = "fp32"
+
+    def profile_name(self) -> str:
+        """The profile judged by: a lower precision's own, unless --profile names another."""
+        return self.precision if self.precision != "fp32" and self.profile == "default" else self.profile
+
+    def criteria(self, spec) -> Criteria:
+        """The output's tolerance and, for a precision's profile, each layer's (growing with depth), with
+        --atol/--rtol/--rel-l2 replacing what they name everywhere."""
+        profile = PRECISION_PROFILES.get(self.profile_name())
+        if profile is None:
+            return Criteria(self.tolerance(), self.rel_l2_limit(), self.precision)
+        limits = {name: self._overridden(tol, l2) for name, (tol, l2) in layer_limits(profile, spec).items()}
+        return Criteria(*limits[spec.layers[-1].name], self.precision, limits)
+
+    def _overridden(self, tol: Tolerance, rel_l2: float) -> tuple[Tolerance, float]:
+        return (Tolerance(atol=tol.atol if self.atol is None else self.atol,
+                          rtol=tol.rtol if self.rtol is None else self.rtol),
+                rel_l2 if self.rel_l2 is None else self.rel_l2)
+
+    def default_batch(self) -> int | None:
+        """Seeded inputs of a lower precision: enough for the top-k criterion; else the usual default."""
+        return TOPK_MIN_BATCH if self.batch is None and self.precision != "fp32" else self.batch
 
     def tolerance(self) -> Tolerance:
         base = PROFILES[self.profile]
@@ -85,7 +110,7 @@ class CompareConfig:
         when the profile's own values apply."""
         overrides = [f"{what} {value:g}" for what, value in
                      (("atol", self.atol), ("rtol", self.rtol), ("relative L2", self.rel_l2)) if value is not None]
-        return f"custom ({self.profile} with {', '.join(overrides)})" if overrides else None
+        return f"custom ({self.profile_name()} with {', '.join(overrides)})" if overrides else None
 
 
 def plan_backends(requested: list[str], onnx: bool, models: list[str] = ()) -> list[str]:
@@ -166,20 +191,24 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
     elif cfg.inputs:
         x, input_source = file_inputs(spec, cfg.inputs, cfg.batch), "files"
     else:
-        x, input_source = seeded_inputs(spec, cfg.batch, cfg.seed), f"seeded normal, seed {cfg.seed}"
+        x, input_source = seeded_inputs(spec, cfg.default_batch(), cfg.seed), f"seeded normal, seed {cfg.seed}"
     runners = onnx_runners()
-    tol = cfg.tolerance()
-    rel_l2 = cfg.rel_l2_limit()
+    criteria = cfg.criteria(spec)
+    tol = criteria.tol
+    profile = PRECISION_PROFILES.get(cfg.profile_name())
 
     w_sha = weights.sha256
     doc = new_results(
         "compare", spec, weights=WeightsInfo(weights.source, w_sha),
         inputs=InputsInfo(input_source, int(x.shape[0]),
                           list(x.shape), array_sha256(x), list(cfg.inputs)),
-        tolerance=ToleranceInfo(cfg.profile, tol.atol, tol.rtol, rel_l2, label=cfg.tolerance_label()))
+        tolerance=ToleranceInfo(cfg.profile_name(), tol.atol, tol.rtol, criteria.rel_l2, label=cfg.tolerance_label(),
+                                derivation=None if profile is None else profile.describe(),
+                                layers={n: l2 for n, (_, l2) in criteria.limits.items()} or None),
+        precision=cfg.precision)
 
     entries: dict[str, object] = {}  # backend -> its entry, in the order workers finish
-    unsupported = _unsupported(order, spec)
+    unsupported = _unsupported(order, spec, cfg.precision)
     for name, reason in unsupported.items():
         entries[name] = _unsupported_entry(name, reason)
         progress(f"{name}: unsupported, not run: {reason}")
@@ -203,6 +232,12 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         input_path = run_dir / "input.npy"
         np.save(input_path, x)
         layer_names = [layer.name for layer in spec.layers] if cfg.layers else []
+        # Every backend but the float64 oracle runs in the precision asked for; int8 calibrates on the
+        # run's own batch (its own file, so a later calibration set can differ from the inputs judged).
+        precision_options = {} if cfg.precision == "fp32" else {"precision": cfg.precision}
+        if cfg.precision == "int8":
+            np.save(run_dir / "calibration.npy", x)
+            precision_options["calibration_input"] = str((run_dir / "calibration.npy").resolve())
 
         outputs: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
         saved: dict[str, dict] = {}  # backend -> its .npy files, relative to the run dir
@@ -210,7 +245,7 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         counts = {"started": 0, "ended": 0}
 
         def job_for(name: str, **job_kwargs) -> Path:
-            options = dict(PARITY_OPTIONS)
+            options = dict(PARITY_OPTIONS) | ({} if name == "reference" else precision_options)
             if name in model_runs:  # the user's model runs itself, loaded from its SOURCE
                 options.update(model_runs[name].worker_options(run_dir / name / "model"))
                 job_kwargs["backend_class"] = model_runs[name].target
@@ -305,7 +340,7 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         outputs = {name: outputs[name] for name in order if name in outputs}
         saved = {name: saved[name] for name in order if name in saved}
 
-        doc.record(judge(doc.backends, spec, outputs, tol, rel_l2))
+        doc.record(judge(doc.backends, spec, outputs, criteria))
         if cfg.save_dir:
             _write_manifest(run_dir, doc, saved)
     return doc.to_json()
@@ -321,19 +356,26 @@ def _export_job(job_dir: Path, source: str, spec_path: Path, weights_path: Path,
     return job_dir
 
 
-def _unsupported(order: list[str], spec) -> dict[str, str]:
-    """Backend -> why it cannot run ``spec``, from what its class declares; an ONNX runner whose
-    source backend is unsupported has no export to run."""
+def _unsupported(order: list[str], spec, precision: str = "fp32") -> dict[str, str]:
+    """Backend -> why it cannot run ``spec`` in ``precision``, from what its class declares. An ONNX
+    runner whose source backend cannot compute the spec has no export to run; one whose source only
+    lacks the precision runs an fp32 export (an export-only worker makes it) and is judged on its own
+    class: the runner converts the precision."""
     found: dict[str, str] = {}
-    for name in order:
+    for_ops: set[str] = set()
+    for name in order[1:]:  # the reference always runs, in float64
         try:
             cls = load_backend_class(name)
         except Exception:  # a plugin that cannot be imported here: its worker reports why
             continue
         reason = cls.unsupported_reason(spec)
         source = cls.onnx_source
-        if reason is None and source in found:
+        if reason is None and source in for_ops:
             reason = f"runs the ONNX export of '{source}': {found[source]}"
+        if reason is not None:
+            for_ops.add(name)
+        elif precision != "fp32":
+            reason = cls.precision_reason(precision)
         if reason is not None:
             found[name] = reason
     return found

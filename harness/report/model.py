@@ -1,7 +1,7 @@
 """What a report shows, gathered once and rendered twice (Markdown and HTML).
 
 Everything about the architecture comes from the spec alone; results files (schema
-alexbench.results/1) add parity and throughput. Files from several machines merge: each
+alexbench.results/1 or /2) add parity and throughput. Files from several machines merge: each
 machine becomes one column, each benchmarked device one chart.
 """
 

@@ -23,11 +23,12 @@ def parity_section(spec: ModelSpec, results: Results) -> Section:
         d = run.doc
         tol = d.get("tolerance") or {}
         inputs = d.get("inputs") or {}
+        in_precision = "" if _precision(run) == "fp32" else f"precision {_precision(run)}; "
         setup.append([run.label, run.path,
                       f"{inputs.get('source', '?')}, batch {inputs.get('batch', '?')}" if inputs else "",
                       (d.get("weights") or {}).get("source", ""),
-                      f"{tol.get('profile', '?')}: atol {tol.get('atol', 0):g}, rtol {tol.get('rtol', 0):g}, "
-                      f"rel_l2 {tol.get('rel_l2', 0):g}" if tol else ""])
+                      f"{in_precision}{tol.get('profile', '?')}: atol {tol.get('atol', 0):g}, "
+                      f"rtol {tol.get('rtol', 0):g}, rel_l2 {tol.get('rel_l2', 0):g}" if tol else ""])
     blocks: list[Block] = [
         Table("parity-runs", ["run", "results file", "inputs", "weights", "tolerance"], setup, caption="Runs"),
         Table("parity", ["backend", *(run.label for run in runs)],
@@ -44,8 +45,10 @@ def parity_section(spec: ModelSpec, results: Results) -> Section:
                                 caption=f"Pairwise max abs difference of the outputs · {run.label}"))
         chart = _error_chart(spec, run, charted)
         if chart is not None:
+            what = (f"relative L2 error in {_precision(run)} (grey: the profile's limit)" if _precision(run) != "fp32"
+                    else "max abs error")
             blocks.append(Figure("chart chart-errors", chart, f"chart-errors-{i}.svg",
-                                 f"Per-layer max abs error against the float64 reference, log scale · {run.label}"))
+                                 f"Per-layer {what} against the float64 reference, log scale · {run.label}"))
     return Section("parity", "Parity", blocks)
 
 
@@ -80,12 +83,20 @@ def _parity_cell(b: dict[str, Any] | None) -> Cell:
                 STATUS_CELL.get(status, ""), note="; ".join(notes))
 
 
+def _precision(run: Run) -> str:
+    return run.doc.get("precision") or "fp32"  # absent: a results/1 file, always fp32
+
+
 def _error_chart(spec: ModelSpec, run: Run, everyone: list[str]) -> str | None:
+    """Per layer, each backend's max abs error; in a lower precision its relative L2 error beside the
+    profile's limit (which grows with depth), so the chart shows where precision is lost."""
     backends = [b for b in run.doc["backends"] if b.get("layers")]
     if not backends:
         return None
     seen = {row["name"] for b in backends for row in b["layers"]}
     categories = [layer.name for layer in spec.layers if layer.name in seen]
+    precision = _precision(run)
+    metric = "max_abs" if precision == "fp32" else "rel_l2"
     series = []
     for b in backends:
         by_name = {row["name"]: row for row in b["layers"]}
@@ -98,11 +109,19 @@ def _error_chart(spec: ModelSpec, run: Run, everyone: list[str]) -> str | None:
                 continue
             note = (f"{name}: max_abs {fmt_sci(row['max_abs'])}, rel_l2 {fmt_sci(row['rel_l2'])}, passes at atol "
                     f"{fmt_sci(row['min_atol'])}" + (" — first divergent layer" if name == first else ""))
-            points.append(Point(x, row["max_abs"], note, bad=not row["ok"]))
+            points.append(Point(x, row[metric], note, bad=not row["ok"]))
         series.append(Series(b["name"], points))
+    names = [s.name for s in series]
+    colors = _colors(names, everyone)
+    limits = (run.doc.get("tolerance") or {}).get("layers") or {}
+    if precision != "fp32" and limits:
+        profile = f"{run.doc['tolerance']['profile']} profile limit"
+        series.append(Series(profile, [Point(x, limits.get(name), f"{name}: limit {fmt_sci(limits.get(name))}")
+                                       for x, name in enumerate(categories)]))
+        colors.append(PALETTE[-1])  # grey: a bound, not a backend
+    y_label = "max |x − reference|" if metric == "max_abs" else "‖x − reference‖ / ‖reference‖"
     return line_chart(f"Per-layer error · {run.label}", categories, series, log_y=True, css_class="chart chart-errors",
-                      y_label="max |x − reference|", x_label="layer (red ring: outside tolerance)",
-                      colors=_colors([s.name for s in series], everyone))
+                      y_label=y_label, x_label="layer (red ring: outside tolerance)", colors=colors)
 
 
 def _colors(names: list[str], everyone: list[str]) -> list[str]:

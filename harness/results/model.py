@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
-SCHEMA_ID = "alexbench.results/1"
+SCHEMA_ID = "alexbench.results/2"
+# Every version this code reads: /2 added the precision fields (docs/results.md), nothing was removed.
+SCHEMA_IDS = ("alexbench.results/1", SCHEMA_ID)
 
 Json = dict[str, Any]
 
@@ -78,6 +80,55 @@ class LayerDiff:
         return cls(d["name"], d["max_abs"], d["rel_l2"], d["ok"], d["min_atol"])
 
 
+@dataclass(frozen=True)
+class PrecisionInfo:
+    """What precision a backend was asked for and what its tensors say it computed in (results/2)."""
+
+    requested: str  # fp32, bf16, fp16, int8
+    computed: list[str]  # the precisions of the dtypes it reported (empty: it reported none)
+    problem: str | None = None  # the dtypes contradict the request: "asked for fp32, but layer ..."
+    diagnosis: str | None = None  # an fp32 run out of tolerance whose errors look like a lower precision's
+
+    def to_json(self) -> Json:
+        return {"requested": self.requested, "computed": list(self.computed), "problem": self.problem,
+                "diagnosis": self.diagnosis}
+
+    @classmethod
+    def from_json(cls, d: Json) -> PrecisionInfo:
+        return cls(d["requested"], list(d.get("computed") or []), d.get("problem"), d.get("diagnosis"))
+
+
+@dataclass(frozen=True)
+class TopkResult:
+    """Class agreement with the float64 reference, margin-aware (compare/precision.py ``topk_check``):
+    ``decisive_top1`` inputs lead their second class by more than any error within the profile can
+    close, and must keep their top-1 class (``kept_top1``); likewise top-5 against the sixth class."""
+
+    judged: bool  # False with fewer inputs than the criterion needs (``note`` says so)
+    inputs: int
+    top1: float | None
+    top5: float | None
+    decisive_top1: int = 0
+    kept_top1: int = 0
+    decisive_top5: int = 0
+    kept_top5: int = 0
+    lost: tuple[int, ...] = ()  # decisive inputs (batch indices) whose class was lost
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.lost
+
+    def to_json(self) -> Json:
+        return {f.name: list(self.lost) if f.name == "lost" else getattr(self, f.name) for f in fields(self)} | {
+            "ok": self.ok}
+
+    @classmethod
+    def from_json(cls, d: Json) -> TopkResult:
+        values = {f.name: d[f.name] for f in fields(cls) if f.name in d}
+        return cls(**values | {"lost": tuple(d.get("lost") or ())})
+
+
 @dataclass(kw_only=True)
 class CompareEntry:
     """One backend of a compare run.
@@ -104,6 +155,11 @@ class CompareEntry:
     environment: Json | None = None
     timings_s: dict[str, float | None] | None = None
     onnx: Json | None = None  # the export's facts: info, cache_hit, file
+    # results/2, each a key only where present: the dtype of each tensor as computed (layer -> name,
+    # and "output"), the precision asked for and seen, the top-k criterion of a low-precision run.
+    dtypes: dict[str, str] | None = None
+    precision: PrecisionInfo | None = None
+    topk: TopkResult | None = None
 
     @property
     def ok(self) -> bool:
@@ -125,6 +181,10 @@ class CompareEntry:
             d["timings_s"] = self.timings_s
         if self.onnx is not None:
             d["onnx"] = self.onnx
+        for key in ("dtypes", "precision", "topk"):
+            value = getattr(self, key)
+            if value is not None:
+                d[key] = value if isinstance(value, dict) else value.to_json()
         return d
 
     @classmethod
@@ -136,7 +196,9 @@ class CompareEntry:
                    layers=[LayerDiff.from_json(row) for row in d.get("layers") or []],
                    missing_layers=list(d.get("missing_layers") or []),
                    first_divergent_layer=_opt(d.get("first_divergent_layer"), LayerDiff),
-                   environment=d.get("environment"), timings_s=d.get("timings_s"), onnx=d.get("onnx"))
+                   environment=d.get("environment"), timings_s=d.get("timings_s"), onnx=d.get("onnx"),
+                   dtypes=d.get("dtypes"), precision=_opt(d.get("precision"), PrecisionInfo),
+                   topk=_opt(d.get("topk"), TopkResult))
 
 
 @dataclass(frozen=True)
@@ -192,14 +254,20 @@ class ToleranceInfo:
     rtol: float
     rel_l2: float
     label: str | None = None  # set when --atol/--rtol/--rel-l2 override the profile: "custom (default with ...)"
+    # results/2, a precision's profile only: its one-line derivation and each layer's relative L2 limit
+    # (the limits grow with depth; atol/rtol/rel_l2 above are the output's).
+    derivation: str | None = None
+    layers: dict[str, float] | None = None
 
     def to_json(self) -> Json:
         out = {"profile": self.profile, "atol": self.atol, "rtol": self.rtol, "rel_l2": self.rel_l2}
-        return out if self.label is None else out | {"label": self.label}
+        extra = {"label": self.label, "derivation": self.derivation, "layers": self.layers}
+        return out | {k: v for k, v in extra.items() if v is not None}
 
     @classmethod
     def from_json(cls, d: Json) -> ToleranceInfo:
-        return cls(d["profile"], d["atol"], d["rtol"], d["rel_l2"], d.get("label"))
+        return cls(d["profile"], d["atol"], d["rtol"], d["rel_l2"], d.get("label"), d.get("derivation"),
+                   d.get("layers"))
 
 
 # ---- bench ------------------------------------------------------------------------------------
@@ -374,6 +442,7 @@ class CompareDocument(ResultsDocument):
     inputs: InputsInfo | None = None
     tolerance: ToleranceInfo | None = None
     pairwise: Pairwise | None = None
+    precision: str | None = None  # results/2: what the backends were asked to run in (None: a /1 file)
 
     def record(self, judgement) -> None:
         """Take the judged entries, pairwise matrix and verdict of ``compare.judge.judge``."""
@@ -381,6 +450,8 @@ class CompareDocument(ResultsDocument):
 
     def to_json(self) -> Json:
         d = self._head()
+        if self.precision is not None:
+            d["precision"] = self.precision
         for key in ("weights", "inputs", "tolerance", "pairwise"):
             value = getattr(self, key)
             if value is not None:
@@ -391,7 +462,7 @@ class CompareDocument(ResultsDocument):
     def from_json(cls, d: Json) -> CompareDocument:
         return cls(**cls._common(d), backends=[CompareEntry.from_json(e) for e in d["backends"]],
                    inputs=_opt(d.get("inputs"), InputsInfo), tolerance=_opt(d.get("tolerance"), ToleranceInfo),
-                   pairwise=_opt(d.get("pairwise"), Pairwise))
+                   pairwise=_opt(d.get("pairwise"), Pairwise), precision=d.get("precision"))
 
 
 @dataclass(kw_only=True)

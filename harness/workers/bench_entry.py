@@ -5,11 +5,18 @@ The same job directory, events and result.json as the parity worker (``entry.py`
 
     {"task": "model", "batch_sizes": [1, 8], "device": "cpu", "precision": "float32",
      "variant": null | "compiled", "threads": 2, "seed": 0, "method": {...}}
+    # precision: a row name (harness/bench/precisions.py); job.json's options["precision"] says
+    # the same in compare's name (fp32, bf16, fp16, int8), which the backend's build honours
     {"task": "peak", "device": "cpu", "precisions": ["float32"], "threads": 2, "method": {...}}
     {"task": "export", "kind": "torch", "cache_dir": null}     # an ONNX export through the cache
 
 result.json gains ``"bench": {"rows": [...], "failures": [...], ...}``. Rows carry the
 statistics of ``bench.summarize`` but no peak share: the harness adds it once the peak job ran.
+
+An int8 job is calibrated at build on a seeded batch this worker writes (options
+["calibration_input"], CALIBRATION_INPUTS images); the seconds the backend reports for it
+(environment()["precision"]["calibration_s"]) become result.json's timings_s["calibration"]: part
+of the build, never of a timed step.
 
 Precisions, compiled variants and thread pools are the backend's business: this module calls
 the bench hooks of ``Backend`` (``backends/base.py``) and reads what a backend class declares,
@@ -30,11 +37,13 @@ from typing import TYPE_CHECKING, Any
 # because NumPy's BLAS sizes its pool once, when it loads (the peak's NumPy matmul must run with
 # the job's thread count, like every other library).
 from ...backends.registry import load_backend_class
+from ..bench.precisions import TF32, declared, row_name
 
 if TYPE_CHECKING:
     from ...backends.base import Backend
 
 BLAS_ENV_BEFORE_NUMPY = False  # set by main: NumPy loaded after the job's thread variables were set
+CALIBRATION_INPUTS = 32  # seeded images an int8 model's activation ranges are calibrated on
 
 
 def backend_class(backend: str) -> type[Backend]:
@@ -69,10 +78,11 @@ def skip_reason(backend: str, device: str, precision: str, compiled: bool) -> st
     cls = backend_class(backend)
     if not cls.bench_precisions:
         return bench_refusal(backend) or f"{backend} is not benchmarked"
-    if precision not in cls.bench_precisions:
-        return f"{backend} has no {precision} mode here (runs {', '.join(cls.bench_precisions)})"
-    if precision != "float32" and not device.startswith("cuda"):
-        return f"{precision} rows run on CUDA GPUs only"
+    runs = declared(cls.bench_precisions)  # what the backend declares decides, on any device
+    if precision not in runs:
+        return f"{backend} has no {precision} mode here (runs {', '.join(runs)})"
+    if precision == TF32 and not device.startswith("cuda"):
+        return "tf32 rows run on CUDA GPUs only (TF32 is a tensor-core matmul mode)"
     if compiled and cls.compiled_variant is None:
         return cls.no_compiled_reason
     return None
@@ -106,10 +116,27 @@ class BenchTasks:
     def _build(self, job: dict[str, Any], settings: dict[str, Any]):
         """The parity worker's import and build stages, with the backend's pre-build settings between."""
         backend = self.import_backend(job)
-        backend.before_build(settings["precision"], settings["threads"])
+        if settings["precision"] == "int8":
+            with self.stage("inputs"):
+                backend.options["calibration_input"] = str(self._calibration_batch(job, settings.get("seed", 0)))
+        backend.before_build(declared_as(backend, settings["precision"]), settings["threads"])
         spec = self.build_backend(job, backend)
-        self.result["environment"] = backend.environment()
+        self.result["environment"] = env = backend.environment()
+        calibration = (env.get("precision") or {}).get("calibration_s")
+        if calibration is not None:
+            self.result["timings_s"]["calibration"] = calibration
         return backend, spec
+
+    def _calibration_batch(self, job: dict[str, Any], seed: int) -> Path:
+        """The seeded N x C x H x W float32 batch an int8 model is calibrated on, as a .npy file."""
+        import numpy as np
+
+        from ...spec import load_spec
+        from ..inputs import seeded_inputs
+
+        path = self.job_dir / "calibration.npy"
+        np.save(path, seeded_inputs(load_spec(Path(job["spec"])), CALIBRATION_INPUTS, seed))
+        return path
 
     def _bench(self, backend: Backend, spec, settings: dict[str, Any]) -> dict[str, Any]:
         from ..bench.method import Method, summarize, time_step
@@ -117,7 +144,8 @@ class BenchTasks:
 
         method = Method(**settings["method"])
         device, precision, threads = settings["device"], settings["precision"], settings["threads"]
-        execution = backend.prepare_bench(precision, settings.get("variant") == "compiled", device, threads)
+        spelled = declared_as(backend, precision)
+        execution = backend.prepare_bench(spelled, settings.get("variant") == "compiled", device, threads)
         rows, failures = [], []
         for batch in settings["batch_sizes"]:
             self.emit("bench", batch=batch, phase="warmup")
@@ -125,7 +153,7 @@ class BenchTasks:
                 x = seeded_inputs(spec, batch, settings.get("seed", 0))
                 # float32 keeps the two-argument call a plugin's bench_step may still have
                 step = backend.bench_step(x, device) if precision == "float32" else \
-                    backend.bench_step(x, device, precision)
+                    backend.bench_step(x, device, spelled)
                 for _ in range(method.warmup):  # apart, so that compiler workers do not count as contention
                     step()
                 started, before = time.perf_counter(), cpu_seconds()
@@ -146,6 +174,12 @@ class BenchTasks:
             self.emit("bench", phase="row", **row)
         return {"rows": rows, "failures": failures, "device": device, "precision": precision,
                 "threads_seen": threads_seen(backend), "execution": execution}
+
+
+def declared_as(backend: Backend, precision: str) -> str:
+    """The row name in the spelling the backend's ``bench_precisions`` uses (``bf16`` or ``bfloat16``):
+    its hooks compare against their own names."""
+    return next((name for name in type(backend).bench_precisions if row_name(name) == precision), precision)
 
 
 def cpu_seconds() -> tuple[float, float] | None:

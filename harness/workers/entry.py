@@ -41,6 +41,7 @@ class StageFailed(Exception):
 def _new_result() -> dict[str, Any]:
     return {"status": "ok", "stage": None, "error": None, "error_type": None, "param_count": None,
             "param_note": None, "output": None, "output_shape": None, "layers": {}, "missing_layers": [],
+            "dtypes": {},
             "environment": {}, "timings_s": {}, "export": None, "pid": os.getpid()}
 
 
@@ -172,6 +173,7 @@ class Worker:
                 np.save(layers_dir / f"{name}.npy", np.asarray(out.layers[name]))
                 self.result["layers"][name] = f"out/layers/{name}.npy"
         self.result["missing_layers"] = [n for n in requested if n not in out.layers]
+        self.result["dtypes"] = {k: str(v) for k, v in out.dtypes.items()}
 
 
 def main(argv: list[str] | None = None, worker_class: type[Worker] = Worker) -> int:

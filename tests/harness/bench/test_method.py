@@ -11,6 +11,7 @@ import pytest
 from alexbench.backends.registry import load_backend_class
 from alexbench.harness.bench.method import Method, summarize, time_step
 from alexbench.harness.bench.peak import backend_matmuls, cpu_flops_per_cycle, gpu_theoretical, measure_matmul_peak
+from alexbench.harness.bench.precisions import declared
 from alexbench.harness.bench.run import BenchConfig, BenchError, plan_jobs, resolve_device
 from alexbench.harness.workers.bench_entry import skip_reason
 
@@ -103,7 +104,10 @@ def test_plan_skips_what_a_backend_or_device_cannot_do_and_says_why():
     assert "always optimises" in reasons[("onnx-torch", "float32", "compiled")]
     assert "no bfloat16 mode" in reasons[("onnx-torch", "bfloat16", None)]
     assert "jax.jit" in reasons[("keras-jax", "float32", "compiled")]
-    assert skip_reason("torch", "cpu", "float16", False) == "float16 rows run on CUDA GPUs only"
+    # What a backend declares decides, on the CPU too; tf32 is a CUDA matmul mode.
+    assert skip_reason("torch", "cpu", "float16", False) is None
+    assert skip_reason("torch", "cpu", "tf32", False) == \
+        "tf32 rows run on CUDA GPUs only (TF32 is a tensor-core matmul mode)"
     assert skip_reason("my-plugin", "cpu", "float32", True) == "no compiled variant known for this backend"
 
 
@@ -213,10 +217,11 @@ ORT_REASON = "ONNX Runtime always optimises the graph (level ALL): no separate v
     ("null", ALL_PRECISIONS, None, "nothing to compile"),
 ])
 def test_backends_declare_what_the_bench_runs(name, precisions, compiled, no_compiled):
-    """The declarations the harness reads instead of a table of names (same values and skip reasons
-    as the results written before the move); loading a class imports no framework."""
+    """The declarations the harness reads instead of a table of names (at least the precisions and
+    the same skip reasons as the results written before the move; backends may add precisions, in
+    either spelling); loading a class imports no framework."""
     cls = load_backend_class(name)
-    assert cls.bench_precisions == precisions
+    assert set(declared(cls.bench_precisions)) >= set(precisions)
     assert cls.compiled_variant == compiled
     if compiled is None:
         assert cls.no_compiled_reason == no_compiled

@@ -89,8 +89,10 @@ def test_bad_arguments_exit_2_with_one_clear_line(args, message, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--device", "cuda"], "--device cuda: no CUDA GPU found"),
-    (["--device", "cpu", "--precision", "float16"], "only float32 runs on the CPU"),
-    (["--precision", "float8"], "unknown precision float8"),
+    (["--device", "cpu", "--precision", "tf32"], "--precision tf32 on cpu: TF32 is a CUDA tensor-core "
+     "matmul mode; use --device cuda, or float32 on the CPU"),
+    (["--precision", "float8,fp16,fp64"], "unknown precision float8, fp64; known: float32, tf32, "
+     "float16, bfloat16, int8 (or compare's names fp32, bf16, fp16)"),
     (["--backends", "torhc"], "unknown backend 'torhc' (did you mean 'torch'?)"),
 ])
 def test_requests_this_machine_cannot_serve_exit_2_before_anything_runs(args, message, capsys, monkeypatch):
@@ -135,3 +137,51 @@ def test_bench_reference_is_refused_before_any_work(capsys):
     assert len(lines) == 1 and "measuring" not in err and "Traceback" not in err
     assert "backend 'reference' cannot be benchmarked (it is the float64 parity oracle" in lines[0]
     assert "backends that can: torch, keras" in lines[0] and "reference," not in lines[0]
+
+
+def test_precisions_side_by_side_with_float32_and_their_speed_up(tmp_path, capsys):
+    """compare's spellings in, the long names out; the bfloat16 rows run on the CPU because Keras
+    declares them, and the table puts them next to float32 with the ratio of the two."""
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--spec", TINY, "--backends", "keras", "--batch-sizes", "2", "--precision", "fp32,bf16",
+                 "--device", "cpu", "--min-time", "0", "--min-reps", "3", "--warmup", "1", "--peak-size", "128",
+                 "--no-overhead", "--json", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err[-3000:]
+    doc = read_results(out)
+    rows = {r["precision"]: r for r in doc["bench"]["rows"]}
+    assert sorted(rows) == ["bfloat16", "float32"] and doc["bench"]["settings"]["precisions"] == ["float32", "bfloat16"]
+    assert [(b["name"], b["precision"]) for b in doc["backends"]] == [("keras", "float32"), ("keras", "bfloat16")]
+    assert list(doc["bench"]["peak"]["measured"]) == ["float32"]  # no bfloat16 matmul peak on a CPU
+    assert rows["bfloat16"]["peak_share"] is None and rows["float32"]["peak_share"] is not None
+    lines = printed.out.splitlines()
+    header = next(line for line in lines if line.startswith("backend"))
+    assert header.split()[-2:] == ["vs", "float32"]
+    table = [line.split() for line in lines if line.startswith("keras ")]
+    ratio = rows["bfloat16"]["images_per_s"] / rows["float32"]["images_per_s"]
+    assert [(cells[2], cells[-1]) for cells in table] == [("float32", "1.00x"), ("bfloat16", f"{ratio:.2f}x")]
+
+
+def test_int8_is_calibrated_at_build_and_its_seconds_are_reported_apart(tmp_path):
+    """The worker writes the seeded calibration batch and passes it; the seconds ONNX Runtime reports
+    for calibrating become the job's timings_s["calibration"], a line under the table, and part of
+    the build stage, never of a timed row."""
+    from alexbench.harness.bench.table import render_bench
+    from alexbench.harness.workers.bench_entry import CALIBRATION_INPUTS
+
+    cfg = BenchConfig(spec=TINY, backends=("onnx-torch",), batch_sizes=(2,), device="cpu", precisions=("fp32", "int8"),
+                      overhead=False, peak=False, cache_dir=str(tmp_path / "cache"),
+                      method=Method(warmup=1, min_time_s=0.0, min_reps=3))
+    doc = run_bench(cfg)
+    assert doc["verdict"]["exit_code"] == 0, doc["verdict"]
+    assert [r["precision"] for r in doc["bench"]["rows"]] == ["float32", "int8"]
+    jobs = {b.get("precision"): b for b in doc["backends"] if b["name"] == "onnx-torch" and "precision" in b}
+    int8 = jobs["int8"]
+    facts = int8["environment"]["precision"]
+    assert facts["requested"] == "int8" and f"calibration on {CALIBRATION_INPUTS} inputs" in facts["model"]
+    assert int8["timings_s"]["calibration"] == facts["calibration_s"] > 0
+    assert int8["timings_s"]["build"] >= int8["timings_s"]["calibration"]  # inside the build, before any timing
+    assert "calibration" not in jobs["float32"]["timings_s"]
+    assert doc["bench"]["settings"]["calibration"] == f"{CALIBRATION_INPUTS} seeded images (seed 0)"
+    assert (f"int8 calibration (onnx-torch): {facts['calibration_s']:.2f} s on {CALIBRATION_INPUTS} seeded images "
+            f"(seed 0), at build: not in the timed runs") in render_bench(doc).splitlines()

@@ -223,3 +223,19 @@ def test_report_from_a_real_compare_run(tmp_path):
     text = (out / "report.md").read_text()
     assert "✅ ok · max_abs" in text and "all 9 layers within tolerance" in text
     assert "](chart-errors-1.svg)" in text and (out / "chart-errors-1.svg").is_file()
+
+
+def test_precision_run_charts_relative_error_beside_the_profile(tmp_path):
+    """A bf16 run (results/2) charts each layer's relative L2 error and the profile's growing limit; the
+    results/1 files above keep their max abs chart."""
+    doc = read_results(GOLDEN / "results-compare-cpu.json")
+    names = [row["name"] for row in doc["backends"][1]["layers"]]
+    doc |= {"schema": "alexbench.results/2", "precision": "bf16"}
+    doc["tolerance"] |= {"profile": "bf16", "layers": {n: 8.8e-3 * (1 + i) ** 0.5 for i, n in enumerate(names)}}
+    written = write_report_for_results(doc, tmp_path / "r")
+    text = written[0].read_text()
+    assert "Per-layer relative L2 error in bf16 (grey: the profile's limit) against the float64 reference" in text
+    assert "precision bf16; bf16: atol" in text
+    chart = (tmp_path / "r" / "chart-errors-1.svg").read_text()
+    assert "bf16 profile limit" in chart and "‖x − reference‖ / ‖reference‖" in chart
+    assert f"{names[0]}: limit 8.80e-03" in chart

@@ -22,6 +22,8 @@ from alexbench.harness.results.model import (
 )
 
 GOLDEN = Path(__file__).resolve().parents[1] / "compare" / "golden"
+# A compare document as alexbench wrote it before results/2 (the golden of that time), kept as it was.
+RESULTS_1 = Path(__file__).resolve().parent / "results-1-compare-alexnet-owt.json"
 CASES = sorted(GOLDEN.glob("compare-*.json"))
 
 
@@ -91,3 +93,50 @@ def test_bench_document_round_trips_and_validates(tmp_path):
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="kind 'other'"):
         ResultsDocument.from_json({"kind": "other"})
+
+
+def _precision_document(golden: dict) -> dict:
+    """A golden fp32 document as a results/2 bf16 run writes it: the top-level precision, the
+    profile's derivation and per-layer limits, and a backend's dtypes, precision check and top-k result."""
+    doc = copy.deepcopy(golden)
+    doc["schema"] = "alexbench.results/2"
+    doc["precision"] = "bf16"
+    doc["tolerance"] |= {"profile": "bf16", "derivation": "'bf16' profile: ...", "layers": {"conv1": 8.8e-3}}
+    torch = doc["backends"][1]
+    torch["dtypes"] = {"conv1": "bfloat16", "output": "float32"}
+    torch["precision"] = {"requested": "bf16", "computed": ["fp32", "bf16"], "problem": None, "diagnosis": None}
+    torch["topk"] = {"judged": True, "inputs": 64, "top1": 1.0, "top5": 1.0, "decisive_top1": 60, "kept_top1": 60,
+                     "decisive_top5": 64, "kept_top5": 64, "lost": [], "note": "", "ok": True}
+    return doc
+
+
+def test_results_2_fields_round_trip_and_validate(tmp_path):
+    doc = _precision_document(json.loads(CASES[0].read_text("utf-8")))
+    validate_results(doc)
+    typed = ResultsDocument.from_json(doc)
+    assert typed.to_json() == doc and typed.precision == "bf16"
+    torch = typed.entry("torch")
+    assert torch.precision.computed == ["fp32", "bf16"] and torch.topk.ok and torch.topk.decisive_top1 == 60
+    assert typed.tolerance.layers == {"conv1": 8.8e-3}
+    assert read_document(write_results(typed, tmp_path / "r.json")).to_json() == doc
+
+
+def test_results_1_documents_still_read():
+    """A results/1 file stays valid and reads back as it was: no precision key is invented."""
+    golden = json.loads(RESULTS_1.read_text("utf-8"))
+    assert golden["schema"] == "alexbench.results/1"
+    validate_results(golden)
+    typed = ResultsDocument.from_json(golden)
+    assert typed.precision is None and typed.entry("torch").precision is None and typed.schema == golden["schema"]
+
+
+def test_results_2_rejects_an_unknown_precision():
+    import jsonschema
+
+    doc = _precision_document(json.loads(CASES[0].read_text("utf-8")))
+    doc["precision"] = "fp8"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_results(doc)
+    doc["precision"], doc["schema"] = "bf16", "alexbench.results/3"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_results(doc)
