@@ -11,6 +11,7 @@ every imported tensor against the shape the spec derives for it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,4 @@ def _scalar(value: Any) -> str:
         # repr round-trips exactly; YAML 1.1 reads '1e-05' as a string, '1.0e-05' as a number
         text = repr(value)
         return text.replace("e", ".0e") if "e" in text and "." not in text else text
-    import json
-
     return json.dumps(str(value))  # a JSON string is a valid YAML double-quoted scalar

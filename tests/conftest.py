@@ -13,6 +13,17 @@ import pytest
 from alexbench.spec import canonical_weights, load_spec, save_weights
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+@pytest.fixture(scope="session")
+def test_model():
+    """A model of tests/models/ by "file.py:NAME" (a class or factory is called), loaded by path the way a
+    user's SOURCE is: `import tests.models` depends on which `tests` namespace Python finds first, and
+    tf2onnx installs one of its own."""
+    from alexbench.backends.model_source import load_object
+
+    return lambda source: load_object(f"{MODELS_DIR / source}")[0]
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ import numpy as np
 
 from ...backends.model_source import MODEL_BACKENDS, importer_for, is_model_file, load_object, source_label
 from ...backends.registry import available_backends
-from ...spec import ModelSpec, load_spec
+from ...spec import ModelSpec
 from ...spec.diff import diff_specs
 from ...spec.imported import ImportResult
+from ...spec.loader import resolve_spec_path
 from ..errors import StructureMismatch
 from ..model_import import import_source
 
@@ -74,19 +75,16 @@ def import_models(sources: list[Any], progress, input_shape: tuple[int, int, int
     return runs
 
 
-def models_spec(runs: list[ModelRun], spec_arg: str | None, **load_kwargs
+def models_spec(runs: list[ModelRun], given: ModelSpec | None, spec_arg: str | None
                 ) -> tuple[ModelSpec, bytes, dict[str, np.ndarray]]:
-    """The run's spec (the first model's, or ``spec_arg``, which every model's structure must then
-    match: else StructureMismatch with the diff) and the first model's own weights, named as the
-    spec names its layers."""
+    """The run's spec (the first model's, or ``given``, loaded from ``spec_arg``, which every model's
+    structure must then match: else StructureMismatch with the diff) and the first model's own
+    weights, named as the spec names its layers."""
     first = runs[0].imported
-    if spec_arg is None:
+    if given is None:
         spec, text = first.spec, first.yaml_text.encode("utf-8")
     else:
-        from ...spec.loader import resolve_spec_path
-
-        spec = load_spec(spec_arg, **load_kwargs)
-        text = resolve_spec_path(spec_arg).read_bytes()
+        spec, text = given, resolve_spec_path(spec_arg).read_bytes()
     for run in runs:
         diff = diff_specs(run.imported.spec, spec)
         if not diff.same:

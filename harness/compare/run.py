@@ -167,16 +167,17 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
     """Run the comparison and return the results document (see results_schema.json)."""
     kwargs = {"budget_bytes": cfg.max_bytes} if cfg.max_bytes else {}
     models = []
+    given = load_spec(cfg.spec, **kwargs) if cfg.spec and cfg.models else None  # the spec models must match
     if cfg.models:
         # What a model that records no input size (PyTorch) takes: the spec's, else the given array's.
-        spec_shape = load_spec(cfg.spec, **kwargs).input_shape if cfg.spec else (
+        spec_shape = given.input_shape if given else (
             tuple(np.shape(cfg.input_array)[-3:]) if cfg.input_array is not None else None)
         models = import_models(cfg.models, progress, cfg.model_input_shape, spec_shape)
     requested = list(DEFAULT_COMPARE) if cfg.backends is None and not models else list(cfg.backends or [])
     # A request that checks nothing fails before any work.
     order = plan_backends(requested, cfg.onnx, [m.name for m in models])
     if models:
-        spec, spec_bytes, arrays = models_spec(models, cfg.spec, **kwargs)
+        spec, spec_bytes, arrays = models_spec(models, given, cfg.spec)
         # --weights: what the model should hold, for the reference and the other backends (the model
         # runs its own: a difference shows where they part); by default the model's own everywhere.
         weights = run_weights(spec, cfg.weights, cfg.seed, cfg.cache_dir) if cfg.weights else RunWeights(

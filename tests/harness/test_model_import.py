@@ -11,18 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alexbench.backends.model_source import load_object
 from alexbench.harness.cli.main import main
 from alexbench.harness.model_import import import_source
 from alexbench.spec import load_weights
 from alexbench.spec.diff import diff_specs
 from alexbench.spec.imported import ImportResult
-
-
-def model_factory(file: str, name: str):
-    """A test model of tests/models/ (a class or factory), loaded by path as a SOURCE: `import tests.models`
-    depends on which `tests` namespace Python found first (tf2onnx installs one too)."""
-    return lambda: load_object(f"{Path(__file__).resolve().parents[1] / 'models' / file}:{name}")[0]
 
 TORCH_MODELS = Path(__file__).resolve().parents[1] / "models" / "torch_models.py"
 INPUT = (3, 28, 20)  # C, H, W of parity_net: N (2 in the checks) != C != H != W
@@ -30,18 +23,16 @@ NAMES = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc3",
 OTHERS = ("keras", "torch-onnx", "keras-onnx")  # each compared with "torch": equal to it, equal to each other
 
 
-def keras_twin(torch_model, *, reorder_fc_rows: bool = True):
-    """keras_models.parity_net_keras holding the torch model's weights, converted from its own state_dict
+def keras_twin(torch_model, model, *, reorder_fc_rows: bool = True):
+    """``model`` (keras_models.parity_net_keras) given the torch model's weights, from its own state_dict
     (not from an import, which would make the comparison circular). Keras' Flatten of the 7x5x12
     map reads H, W, C, so the first Dense kernel's rows are reordered from torch's C, H, W."""
     from alexbench.backends.keras.layouts import conv_weight_to_keras, linear_weight_to_keras
-    parity_net_keras = model_factory("keras_models.py", "parity_net_keras")
 
     sd = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
     fc = sd["classifier.1.weight"]
     if reorder_fc_rows:
         fc = fc.reshape(16, 12, 7, 5).transpose(0, 2, 3, 1).reshape(16, -1)
-    model = parity_net_keras()
     conv1, _, conv2, _, _, dense1, dense2 = model.layers
     conv1.set_weights([conv_weight_to_keras(sd["features.0.weight"]), sd["features.0.bias"]])
     conv2.set_weights([conv_weight_to_keras(sd["features.3.weight"]), sd["features.3.bias"]])
@@ -59,16 +50,15 @@ class Sources:
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory) -> Sources:
+def sources(tmp_path_factory, test_model) -> Sources:
     """The four sources of parity_net, each imported; the ONNX files exported the way alexbench's own
     backends export theirs (backends/torch/export.py, backends/keras/export.py)."""
     from alexbench.backends.keras.export import export_keras_model
     from alexbench.backends.torch.export import export_torch_model
-    parity_net = model_factory("torch_models.py", "parity_net")
 
     folder = tmp_path_factory.mktemp("model-import")
-    torch_model = parity_net()
-    keras_model = keras_twin(torch_model)
+    torch_model = test_model("torch_models.py:parity_net")
+    keras_model = keras_twin(torch_model, test_model("keras_models.py:parity_net_keras"))
     results = {"torch": import_source(torch_model, input_shape=INPUT), "keras": import_source(keras_model)}
     onnx = {"torch-onnx": folder / "parity_torch.onnx", "keras-onnx": folder / "parity_keras.onnx"}
     export_torch_model(torch_model, results["torch"].spec, onnx["torch-onnx"])
@@ -119,10 +109,11 @@ def test_every_source_imports_to_the_same_spec_and_bit_identical_weights(sources
     assert differing_tensors(base.weights, other.weights) == []
 
 
-def test_a_dense_kernel_not_reordered_for_the_flatten_is_caught(sources):
+def test_a_dense_kernel_not_reordered_for_the_flatten_is_caught(sources, test_model):
     """Planted: the classic porting bug, torch's C,H,W-ordered fc rows given to Keras as they are. The
     structure cannot see it; the weight comparison names the one tensor."""
-    planted = import_source(keras_twin(sources.torch_model, reorder_fc_rows=False))
+    planted = import_source(keras_twin(sources.torch_model, test_model("keras_models.py:parity_net_keras"),
+                                      reorder_fc_rows=False))
     assert diff_specs(sources.results["torch"].spec, planted.spec).same
     assert differing_tensors(sources.results["torch"].weights, planted.weights) == ["fc3.weight"]
 

@@ -5,24 +5,15 @@ alexnet-owt; branches and unknown ops are refused in one line."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
 from alexbench import load_spec
-from alexbench.backends.model_source import load_object
 from alexbench.backends.onnx import importer
 from alexbench.backends.reference.backend import ReferenceBackend
 from alexbench.spec.imported import ImportRefused, build_spec
-
-
-def model_factory(file: str, name: str):
-    """A test model of tests/models/ (a class or factory), loaded by path as a SOURCE: `import tests.models`
-    depends on which `tests` namespace Python found first (tf2onnx installs one too)."""
-    return lambda: load_object(f"{Path(__file__).resolve().parents[2] / 'models' / file}:{name}")[0]
 
 TOL = 1e-4
 
@@ -65,16 +56,14 @@ def conv_bn():
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, test_model):
     """name -> (onnx path, source model's function of an NCHW batch, input C, H, W)."""
     import torch
 
-    small_functional_keras = model_factory("keras_models.py", "small_functional_keras")
-    small_functional_net = model_factory("torch_models.py", "small_functional_net")
 
     folder = tmp_path_factory.mktemp("onnx-import")
     out = {}
-    net = small_functional_net()
+    net = test_model("torch_models.py:small_functional_net")
     torch_fn = lambda x, m=net: m(torch.from_numpy(x)).detach().numpy()  # noqa: E731
     out["torch-dynamo"] = (export_torch(net, (3, 32, 28), folder / "small_torch.onnx"), torch_fn, (3, 32, 28))
     cb = conv_bn()
@@ -82,7 +71,7 @@ def files(tmp_path_factory):
     for dynamo in (True, False):
         path = export_torch(cb, (3, 8, 7), folder / f"conv_bn_{dynamo}.onnx", dynamo)
         out[f"conv-bn-{'dynamo' if dynamo else 'torchscript'}"] = (path, cb_fn, (3, 8, 7))
-    keras_model = small_functional_keras()
+    keras_model = test_model("keras_models.py:small_functional_keras")
     keras_fn = lambda x, m=keras_model: np.asarray(m(x.transpose(0, 2, 3, 1), training=False))  # noqa: E731
     for route in ("stateless", "from_keras"):
         out[f"keras-{route}"] = (export_keras(keras_model, folder / f"small_keras_{route}.onnx", route), keras_fn,
@@ -133,10 +122,9 @@ def test_keras_exports_read_channels_last_flatten(files):
 
 
 @pytest.mark.slow
-def test_torchvision_alexnet_imports_to_alexnet_owt(tmp_path):
-    TorchvisionAlexNet = model_factory("torch_models.py", "TorchvisionAlexNet")
+def test_torchvision_alexnet_imports_to_alexnet_owt(tmp_path, test_model):
 
-    module = TorchvisionAlexNet().eval()
+    module = test_model("torch_models.py:TorchvisionAlexNet").eval()
     path = export_torch(module, (3, 224, 224), tmp_path / "alexnet.onnx")
     result = build_spec(importer.import_model(importer.load_file(path), str(path), None))
     owt = load_spec("alexnet-owt")

@@ -3,36 +3,27 @@ the float64 reference of the imported spec, and a planted bug shows at the layer
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
 
-from alexbench.backends.model_source import load_object
 from alexbench.backends.onnx import importer
 from alexbench.backends.onnxrt.user_model import OnnxModelBackend
 from alexbench.backends.reference.backend import reference_forward
 from alexbench.spec.imported import build_spec
 from tests.backends.onnx.test_importer import export_keras, export_torch
 
-
-def model_factory(file: str, name: str):
-    """A test model of tests/models/ (a class or factory), loaded by path as a SOURCE: `import tests.models`
-    depends on which `tests` namespace Python found first (tf2onnx installs one too)."""
-    return lambda: load_object(f"{Path(__file__).resolve().parents[2] / 'models' / file}:{name}")[0]
-
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    small_functional_keras = model_factory("keras_models.py", "small_functional_keras")
-    small_functional_net = model_factory("torch_models.py", "small_functional_net")
+def files(tmp_path_factory, test_model):
 
     folder = tmp_path_factory.mktemp("onnx-user-model")
-    return {"torch": export_torch(small_functional_net(), (3, 32, 28), folder / "small_torch.onnx"),
-            "keras": export_keras(small_functional_keras(), folder / "small_keras.onnx", "stateless")}
+    net = test_model("torch_models.py:small_functional_net")
+    keras_net = test_model("keras_models.py:small_functional_keras")
+    return {"torch": export_torch(net, (3, 32, 28), folder / "small_torch.onnx"),
+            "keras": export_keras(keras_net, folder / "small_keras.onnx", "stateless")}
 
 
 def _backend(spec, path):
