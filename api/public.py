@@ -30,7 +30,8 @@ def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, mo
             inputs: Any = None,
             profile: str = "default", atol: float | None = None, rtol: float | None = None,
             rel_l2: float | None = None, layers: bool = True, timeout_s: float = 600, save_dir: PathArg | None = None,
-            cache_dir: PathArg | None = None, precision: str = "fp32",
+            cache_dir: PathArg | None = None, precision: str = "fp32", train: bool = False,
+            steps: int | None = None, labels: PathArg | None = None,
             progress: Progress | None = None) -> CompareResult:
     """Run the float64 reference and every backend (plus the ONNX runs of their exports when ``onnx``)
     on one batch with the same weights and judge them; what ``alexbench compare`` does.
@@ -48,7 +49,13 @@ def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, mo
     .npy/.npz paths, or an N x C x H x W (or C x H x W) float array. ``precision``: fp32, bf16, fp16
     or int8 (or float32, bfloat16, float16): what every backend but the float64 reference runs in;
     below fp32 the precision's own profile judges (unless ``profile`` names another), classes are
-    judged too, and seeded inputs default to a batch of 64 (docs/precision.md)."""
+    judged too, and seeded inputs default to a batch of 64 (docs/precision.md).
+
+    ``train``: compare training instead (docs/training.md): ``steps`` SGD steps (default 1) on one batch
+    (seeded inputs: 8 by default) with the spec's training settings, labels from ``labels`` (a .npy file of
+    one integer class per input; default seeded), every backend that trains judged step by step against
+    the float64 reference; ``.entry(name).training`` holds its losses and checks, ``.training`` the
+    settings and derived limits. fp32 and specs only (no ``model``)."""
     from .backends.precision import UnknownPrecision, canonical_precision
     from .harness.compare.metrics import PROFILES
 
@@ -60,8 +67,10 @@ def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, mo
     names = None if backends is None else _backend_names(backends)
     models = [] if model is None else list(model) if isinstance(model, (list, tuple)) else [model]
     _int("seed", seed, 0)
-    if batch is not None:  # None: 4 seeded inputs, or one per input image
+    if batch is not None:  # None: 4 seeded inputs (8 with train), or one per input image
         _int("batch", batch, 1)
+    if steps is not None:
+        _int("steps", steps, 1)
     if profile not in PROFILES:
         raise UsageError(f"profile: unknown {profile!r}; expected one of {', '.join(sorted(PROFILES))}")
     for what, value in (("atol", atol), ("rtol", rtol), ("rel_l2", rel_l2)):
@@ -76,6 +85,7 @@ def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, mo
     from .backends.registry import UnknownBackend
     from .harness.compare.run import CompareConfig, run_compare
     from .harness.inputs import InputError
+    from .harness.train.run import check_train_options, run_train
     from .spec import SpecError
 
     cfg = CompareConfig(spec=None if spec is None else _spec_arg(spec), backends=names, models=models,
@@ -83,9 +93,11 @@ def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, mo
                         seed=seed, batch=batch, inputs=files, profile=profile, atol=atol, rtol=rtol,
                         rel_l2=rel_l2, layers=bool(layers), timeout_s=float(timeout_s),
                         save_dir=_opt_path("save_dir", save_dir), cache_dir=_opt_path("cache_dir", cache_dir),
-                        precision=precision)
+                        precision=precision, train=bool(train), steps=steps,
+                        labels=_opt_path("labels", labels))
+    check_train_options(cfg)
     try:
-        doc = run_compare(cfg, progress)
+        doc = run_train(cfg, progress) if cfg.train else run_compare(cfg, progress)
     except (UnknownBackend, InputError, SpecError) as exc:
         raise UsageError(str(exc)) from exc
     return CompareDocument.from_json(doc)
@@ -96,8 +108,9 @@ def bench(spec: Any = "alexnet-owt", backends: Sequence[str] | str = ("torch", "
           compiled: str | None = None, warmup: int | None = None, min_time_s: float | None = None,
           min_reps: int | None = None, threads: int | None = None, seed: int = 0, weights: PathArg | None = None,
           timeout_s: float = 900, cache_dir: PathArg | None = None, overhead: bool = True, peak: bool = True,
-          peak_n: int | None = None, progress: Progress | None = None) -> BenchResult:
-    """Time every backend at every batch size on one device; what ``alexbench bench`` does.
+          peak_n: int | None = None, train: bool = False, progress: Progress | None = None) -> BenchResult:
+    """Time every backend at every batch size on one device; what ``alexbench bench`` does. ``train``: time
+    training steps (forward, backward, SGD update) instead of inferences (``bench --train``).
 
     ``warmup``/``min_time_s``/``min_reps``: the timing method (None: its default). ``device``: auto,
     cpu, cuda or cuda:N; cuda on a machine without a GPU is a UsageError. Returns the typed results
@@ -138,7 +151,7 @@ def bench(spec: Any = "alexnet-owt", backends: Sequence[str] | str = ("torch", "
                       precisions=tuple(dict.fromkeys(wanted)), compiled=compiled, method=method, threads=threads,
                       seed=seed, weights=_opt_path("weights", weights), timeout_s=float(timeout_s),
                       cache_dir=_opt_path("cache_dir", cache_dir), overhead=bool(overhead), peak=bool(peak),
-                      peak_n=peak_n)
+                      peak_n=peak_n, train=bool(train))
     try:
         doc = run_bench(cfg, progress)
     except (BenchError, UnknownBackend, SpecError) as exc:

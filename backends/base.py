@@ -41,6 +41,31 @@ class RunOutput:
 
 
 @dataclass
+class TrainStep:
+    """One training step as a backend computed it, canonical names (``<layer>.<param>``) and layouts
+    (docs/training.md). With ``readout=False`` only the losses are filled in (the bench times that)."""
+
+    loss: float  # the data loss plus the spec's l2 penalties
+    data_loss: float  # the cross-entropy alone (mean over the batch)
+    # Every trainable tensor: d(loss)/d(tensor), penalties included; the coupled weight decay is not (the
+    # optimizer adds it).
+    grads: dict[str, np.ndarray] = field(default_factory=dict)
+    # Every canonical tensor after the step, batch norm's running statistics included.
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    # The SGD buffer of every trainable tensor in PyTorch's convention (b <- mu b + g + wd w); empty when
+    # the spec's momentum is 0.
+    momentum: dict[str, np.ndarray] = field(default_factory=dict)
+    # The reference only: how far float32's legitimate choices at kinks can move each result. A max-pool
+    # window whose top two values, or a ReLU input whose distance from 0, lie within float32's error at
+    # that depth may be decided either way; the oracle runs a shadow step that decides every such case the
+    # other way. ``spread[kind][tensor]``: the L2 norm of (main - shadow) for kind gradient, parameter,
+    # momentum or statistic (and spread["loss"]["loss"], the losses' difference); ``ambiguous[layer]``: how
+    # many such cases the step had.
+    spread: dict[str, dict[str, float]] = field(default_factory=dict)
+    ambiguous: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class Backend:
     """Base class. Subclasses set ``name``, ``needs`` and implement the verbs."""
 
@@ -64,6 +89,11 @@ class Backend:
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     precision_reasons: ClassVar[dict[str, str]] = {}
     options: dict[str, Any] = field(default_factory=dict)
+
+    # Whether ``train_step`` is implemented (`compare --train`); the others are reported "unsupported"
+    # with ``no_train_reason``.
+    trains: ClassVar[bool] = False
+    no_train_reason: ClassVar[str] = "this backend runs inference only"
 
     @classmethod
     def precision_reason(cls, precision: str) -> str | None:
@@ -96,6 +126,18 @@ class Backend:
     def run(self, x: np.ndarray, layers: Sequence[str] = ()) -> RunOutput:
         """Run an NCHW float32 batch; return the output and the requested named layer outputs."""
         raise NotImplementedError
+
+    def start_training(self) -> None:
+        """After build: switch the model to training (the spec's training section, ``self.spec.training``):
+        optimizer state zeroed, dropout taking the harness' masks. Backends with ``trains`` only."""
+        raise NotImplementedError(f"backend '{self.name}' does not train: {self.no_train_reason}")
+
+    def train_step(self, x: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray],
+                   readout: bool = True) -> TrainStep:
+        """One SGD step on the NCHW float32 batch ``x`` with int64 class ``labels`` (N,). ``masks``: for each
+        dropout layer, its keep mask (0/1 float32, canonical layout, the layer's (N, *input shape)); the
+        layer computes x * mask / (1 - rate). Returns the step in canonical names and layouts."""
+        raise NotImplementedError(f"backend '{self.name}' does not train: {self.no_train_reason}")
 
     def param_count(self) -> int:
         """Parameters as the framework itself counts them (buffers such as running stats included)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import statistics
@@ -30,7 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+from docs_section import DOCS, write_section  # a sibling: the scripts run as files
+
 SECTION = "## alexbench compare: cold and warm"
 KEEP = "**Before**"  # --write-docs replaces the section up to this paragraph, which is kept
 TARGETS = {"cold": 30.0, "warm": 10.0, "ratio": 1.5}
@@ -121,11 +121,7 @@ def main() -> int:
              + (f" Sequential / warm: {med['sequential'] / med['warm']:.2f}." if args.sequential else "") + "\n")
     print(table)
     if args.write_docs:
-        text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-        pattern = re.compile(re.escape(SECTION) + r".*?(?=\n" + re.escape(KEEP) + r"|\n## |\Z)", re.S)
-        text = pattern.sub(lambda _: table.rstrip("\n") + "\n", text) if pattern.search(text) \
-            else text.rstrip("\n") + "\n\n" + table
-        DOCS.write_text(text, encoding="utf-8")
+        write_section(SECTION, table, keep=KEEP)
     return 0
 
 

@@ -25,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from docs_section import DOCS, write_section  # a sibling: the scripts run as files
+
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Keras → ONNX export time"
 BEFORE = "keras_export"  # what the Keras backend's export_onnx did before this route
 # route -> (keras_route, extra environment, description)
@@ -150,19 +151,6 @@ def render(spec: str, runs: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(text: str) -> None:
-    """Replace this script's section of docs/benchmarks.md (others' sections stay as they are)."""
-    old = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[end + 1:] if end >= 0 else "")
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec", default="alexnet")
@@ -194,7 +182,7 @@ def main() -> int:
         if set(runs) != set(ROUTES):
             print("--write-docs needs every route; docs not written", file=sys.stderr)
             return 2
-        write_docs(render(args.spec, runs))
+        write_section(SECTION, render(args.spec, runs))
         print(f"wrote '{SECTION}' in {DOCS}")
     return 0
 

@@ -21,6 +21,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from docs_section import DOCS, write_section  # a sibling: the scripts run as files
+
 import alexbench
 from alexbench.backends.registry import load_backend_class
 from alexbench.harness.bench.method import Method
@@ -28,7 +30,6 @@ from alexbench.harness.bench.precisions import NAMES, TF32, declared
 from alexbench.harness.bench.table import speedups
 from alexbench.harness.workers.bench_entry import CALIBRATION_INPUTS
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 SECTION = "## alexbench bench --precision (CPU)"
 BACKENDS = ("torch", "keras", "onnx-torch")
 WANTED = tuple(p for p in NAMES if p != TF32)  # float32, float16, bfloat16, int8
@@ -122,14 +123,6 @@ def render(runs: list[dict], spec: str, batch: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_docs(text: str) -> None:
-    old = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
-    new = pattern.sub(lambda _: text.rstrip("\n") + "\n", old, count=1) if SECTION in old \
-        else old.rstrip("\n") + "\n\n" + text
-    DOCS.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="whole bench runs (default 3)")
@@ -142,7 +135,7 @@ def main() -> int:
     text = render(runs, args.spec, args.batch)
     print(text)
     if args.write_docs:
-        write_docs(text)
+        write_section(SECTION, text)
         print(f"wrote '{SECTION}' in {DOCS}")
     return 0
 

@@ -174,12 +174,7 @@ def spec_yaml(model: ImportedModel, names: list[str], *, name: str | None = None
              f"  source: {_scalar(model.source)}",
              f"  notes: {_scalar(_provenance_notes(model))}",
              f"input: [{', '.join(map(str, model.input_shape))}]"]
-    training = dict(model.training)
-    per_layer = {n: layer.training for n, layer in zip(names, model.layers) if layer.training}
-    if per_layer:
-        training["layers"] = per_layer
-    if training:
-        lines.append(f"training: {_flow(training)}")
+    lines += _training_yaml(model, names)
     lines.append("layers:")
     for layer_name, layer in zip(names, model.layers):
         fields = {"name": layer_name, "op": layer.op, **layer.attrs}
@@ -187,6 +182,23 @@ def spec_yaml(model: ImportedModel, names: list[str], *, name: str | None = None
         fields["note"] = note
         lines.append(f"  - {_flow(fields)}")
     return "\n".join(lines) + "\n"
+
+
+def _training_yaml(model: ImportedModel, names: list[str]) -> list[str]:
+    """The training section (spec/README.md, Training): the model's own settings, then each layer's
+    regularizers and constraints as the source records them; the loader models l2 factors and keeps
+    the rest as not modelled."""
+    per_layer = {n: layer.training for n, layer in zip(names, model.layers) if layer.training}
+    if not model.training and not per_layer:
+        return []
+    lines = ["# What the source records for training; fields it does not give keep the spec's defaults.",
+             "# An l2 factor x adds x * sum(w^2) to the loss (an effective decay of 2x per step).",
+             "training:"]
+    lines += [f"  {key}: {_flow(value)}" for key, value in model.training.items()]
+    if per_layer:
+        lines.append("  layers:")
+        lines += [f"    {name}: {_flow(settings)}" for name, settings in per_layer.items()]
+    return lines
 
 
 def _provenance_notes(model: ImportedModel) -> str:

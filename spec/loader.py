@@ -31,6 +31,8 @@ from .fields import (
 from .init import default_init, parse_init
 from .model import InitDist, Layer, ModelSpec, Param, Preprocessing
 from .ops import OPS, ShapeProblem, fmt_shape
+from .training import FIELDS as TRAINING_FIELDS
+from .training import LAYER_KEYS_EXPECTED, REGULARIZED_PARAMS, SECTION_KEYS, TrainingSpec, unknown_key_hint
 from .yaml_source import Node, decode_spec_bytes, load_yaml
 
 MODEL_FIELDS = ("name", "description", "provenance", "input", "preprocessing", "init", "training", "layers")
@@ -191,7 +193,7 @@ class _SpecBuilder:
                     f"field {_quote(f'init.{param}')}: the model's init sets conv2d/linear parameters only"
                     + _nearest(param, ["weight", "bias"]),
                     repr(param), "weight or bias (set other parameters in a layer's init)"))
-        training = self._try(lambda: self._training(top.get("training")), {})
+        training_at = len(self.problems)  # its problems are reported in file order, before the layers'
         layers_node = top.get("layers")
         layers: list[Layer] = []
         if layers_node is None:
@@ -202,6 +204,12 @@ class _SpecBuilder:
                                            show(layers_node.plain()), "a list of mappings, each with name and op"))
         else:
             layers = self._layers(layers_node.value, input_shape, model_init)
+        after_layers = len(self.problems)
+        training = self._try(lambda: self._training(top.get("training"), layers_node, layers),
+                             TrainingSpec(declared=False))
+        training_problems = self.problems[after_layers:]
+        del self.problems[after_layers:]
+        self.problems[training_at:training_at] = training_problems
         self._raise_problems()
         self._check_budget(layers, input_shape, root.location)
         return ModelSpec(name=name, description=description, provenance=provenance,
@@ -290,11 +298,111 @@ class _SpecBuilder:
             return None
         return Preprocessing(**values)
 
-    def _training(self, node: Node | None) -> dict[str, Any]:
+    def _training(self, node: Node | None, layers_node: Node | None, layers: list[Layer]) -> TrainingSpec:
         if node is None:
-            return {}
-        self._mapping(node, MODEL, "field 'training'", "a mapping of training metadata")
-        return node.plain()
+            return TrainingSpec(declared=False)
+        mapping = self._mapping(node, MODEL, "field 'training'",
+                                "a mapping with " + ", ".join(SECTION_KEYS) + " (all optional)")
+        for key, value in mapping.items():
+            if key not in SECTION_KEYS:
+                self.problems.append(SpecError(
+                    value.location, MODEL, f"unknown field {_quote(f'training.{key}')}{unknown_key_hint(key)}",
+                    repr(key), "one of: " + ", ".join(sorted(SECTION_KEYS))))
+        values = {}  # a key left out takes the dataclass's default
+        for key, spec in TRAINING_FIELDS.items():
+            sub = mapping.get(key)
+            try:
+                if sub is not None:
+                    values[key] = spec.parse(f"training.{key}", sub.plain())
+            except FieldProblem as p:
+                self.problems.append(SpecError(sub.location, MODEL, p.what, p.received, p.expected))
+        momentum = values.get("momentum", TrainingSpec.momentum if "momentum" not in mapping else None)
+        if values.get("nesterov") and momentum == 0.0:
+            self.problems.append(SpecError(
+                mapping["nesterov"].location, MODEL, "field 'training.nesterov' needs momentum (Nesterov's step is "
+                "a look-ahead along the momentum buffer)", f"nesterov true with momentum {momentum:g}",
+                "momentum in (0, 1), or nesterov false"))
+        penalties: dict[str, float] = {}
+        unmodelled: dict[str, Any] = {}
+        if "layers" in mapping:
+            self._training_layers(mapping["layers"], layers_node, layers, penalties, unmodelled)
+        return TrainingSpec(**values, penalties=penalties, unmodelled=unmodelled)
+
+    def _training_layers(self, node: Node, layers_node: Node | None, layers: list[Layer],
+                         penalties: dict[str, float], unmodelled: dict[str, Any]) -> None:
+        """``training.layers``: {layer: {kernel_regularizer: {l2: x}, ...}} as Keras records it. An l2 on a
+        parameter the layer has becomes a penalty; an l1, another regularizer or a constraint is kept in
+        ``unmodelled`` as written."""
+        mapping = self._mapping(node, MODEL, "field 'training.layers'",
+                                "a mapping from layer name to {kernel_regularizer: {l2: x}, bias_regularizer: {l2: x}}")
+        written = _layer_names(layers_node)
+        built = {layer.name: layer for layer in layers}
+        with_params = [layer.name for layer in layers if layer.params]
+        for name, entry in mapping.items():
+            where = f"training.layers.{name}"
+            if name not in written:
+                self.problems.append(SpecError(
+                    entry.location, MODEL, f"field {_quote(where)} names no layer of the spec"
+                    + _nearest(name, with_params or written), repr(name),
+                    "a layer with parameters: " + (", ".join(with_params) or "(none)")))
+                continue
+            try:
+                settings = self._mapping(entry, MODEL, f"field {_quote(where)}", LAYER_KEYS_EXPECTED)
+            except SpecError as err:
+                self.problems.append(err)
+                continue
+            kept: dict[str, Any] = {}
+            for key, value in settings.items():
+                if key in REGULARIZED_PARAMS:
+                    try:
+                        penalty, rest = self._regularizer(value, f"{where}.{key}", built.get(name),
+                                                          REGULARIZED_PARAMS[key])
+                    except SpecError as err:
+                        self.problems.append(err)
+                        continue
+                    if penalty:
+                        penalties[f"{name}.{REGULARIZED_PARAMS[key]}"] = penalty
+                    if rest:
+                        kept[key] = rest
+                elif key.endswith(("_regularizer", "_constraint")):
+                    kept[key] = value.plain()
+                else:
+                    self.problems.append(SpecError(
+                        value.location, MODEL,
+                        f"unknown field {_quote(f'{where}.{key}')}"
+                        + _nearest(key, [*REGULARIZED_PARAMS, "activity_regularizer"]),
+                        repr(key), LAYER_KEYS_EXPECTED))
+            if kept:
+                unmodelled[name] = kept
+
+    def _regularizer(self, node: Node, where: str, layer: Layer | None, param: str) -> tuple[float, dict[str, Any]]:
+        """A kernel/bias regularizer: (its l2 factor, what is left that training does not model: a
+        non-zero l1, another Keras regularizer written as {ClassName: config})."""
+        expected = "{l2: x} with x >= 0 (an l1 factor or {KerasClass: config} is kept, not modelled)"
+        if layer is not None and (param not in layer.params or not layer.params[param].trainable):
+            valid = [k for k, p in REGULARIZED_PARAMS.items() if p in layer.params and layer.params[p].trainable]
+            raise SpecError(node.location, MODEL, f"field {_quote(where)}: layer '{layer.name}' ({layer.op}) has no "
+                            f"trainable '{param}' to regularize", show(node.plain()),
+                            "one of this layer's: " + ", ".join(valid) if valid else "no entry: the layer has no "
+                            "weight or bias")
+        factors = self._mapping(node, MODEL, f"field {_quote(where)}", expected)
+        l2, rest = 0.0, {}
+        nonnegative = TRAINING_FIELDS["weight_decay"].parse
+        for key, value in factors.items():
+            try:
+                if key == "l2":
+                    l2 = nonnegative(f"{where}.l2", value.plain())
+                elif key == "l1":
+                    if nonnegative(f"{where}.l1", value.plain()):
+                        rest["l1"] = value.plain()
+                elif key[:1].isupper():  # another Keras regularizer class, as the importer writes it
+                    rest[key] = value.plain()
+                else:
+                    raise FieldProblem(f"unknown field {_quote(f'{where}.{key}')}" + _nearest(key, ["l1", "l2"]),
+                                       repr(key), expected)
+            except FieldProblem as p:
+                self.problems.append(SpecError(value.location, MODEL, p.what, p.received, p.expected))
+        return l2, rest
 
     def _init_block(self, node: Node | None, where: str, field: str) -> dict[str, InitDist]:
         if node is None:
@@ -447,6 +555,14 @@ class _SpecBuilder:
                 raise SpecError(location, "spec", f"the {what} would exceed the memory budget",
                                 f"{size / 2**30:.2f} GiB of float32",
                                 f"at most {self.budget_bytes / 2**30:.2f} GiB (set --max-gib to raise it)")
+
+
+def _layer_names(layers_node: Node | None) -> list[str]:
+    """The layer names as written (a layer that failed to build is still named)."""
+    if layers_node is None or not isinstance(layers_node.value, list):
+        return []
+    return [item.value["name"].value for item in layers_node.value
+            if isinstance(item.value, dict) and "name" in item.value and isinstance(item.value["name"].value, str)]
 
 
 def _path_note(previous: list[Layer]) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import Location
 from .ops import Shape
+from .training import TrainingSpec
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class ModelSpec:
     input_shape: tuple[int, int, int]
     preprocessing: Preprocessing | None
     layers: tuple[Layer, ...]
-    training: dict[str, Any]
+    training: TrainingSpec  # always set: TrainingSpec(declared=False) when the spec has no section
     source: str
 
     @property
@@ -86,6 +87,11 @@ class ModelSpec:
     @property
     def param_count(self) -> int:
         return sum(layer.param_count for layer in self.layers)
+
+    @property
+    def loss_on(self) -> str:
+        """What the training loss reads: "probabilities" when the network ends in softmax, else "logits"."""
+        return "probabilities" if self.layers[-1].op == "softmax" else "logits"
 
     @property
     def trainable_count(self) -> int:

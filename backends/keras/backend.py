@@ -9,7 +9,8 @@ keras already runs on another backend).
 
 Layer names equal the spec's; helper layers get derived names (``conv2_pad``, ``flatten_chw``).
 Op by op lowering is in ``lowering.py`` (custom layers in ``layers.py``), weight layouts in
-``layouts.py``, the ONNX export in ``export.py``.
+``layouts.py``, the ONNX export in ``export.py``, the training step (compare --train) in ``training.py``
+with its compensations for Keras' defaults as hooks here.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 
 from ...spec import ModelSpec
-from ..base import OPSET, Backend, ExportUnsupported, RunOutput, Weights
+from ..base import OPSET, Backend, ExportUnsupported, RunOutput, TrainStep, Weights
 from ..layouts import activation_to_canonical, nchw_to_nhwc
 from ..precision import canonical_precision
+from ..training_inputs import check_training_batch
+from . import layouts
 from .runtime import import_keras
 
 # The Keras dtype policy each precision builds the model under: mixed policies keep float32 variables and
@@ -108,6 +111,77 @@ class KerasBackend(Backend):
         arrays = {n: activation_to_canonical(np.asarray(o, dtype=np.float32)) for n, o in outs.items()}
         return RunOutput(arrays[final], {n: arrays[n] for n in layers},
                          {**{n: dtypes[n] for n in layers}, "output": dtypes[final]})
+
+    # --- training (compare --train): the step is in training.py; the hooks below are each one compensation
+    # for where Keras' default differs from the spec's semantics (docs/training.md), overridable one at a time
+    # (a test plants the Keras default back and sees the comparison catch it) ---
+    trains: ClassVar[bool] = True
+
+    def start_training(self) -> None:
+        if canonical_precision(self.precision) != "fp32":
+            raise ValueError(f"backend '{self.name}': training runs in fp32 only, received precision "
+                             f"'{self.precision}' (valid: fp32)")
+        if len(self.spec.output_shape) != 1:
+            raise ValueError(f"backend '{self.name}', spec '{self.spec.name}': the cross-entropy needs an (N, "
+                             f"classes) output, the spec's is {list(self.spec.output_shape)} per image")
+        from .training import KerasTrainer
+
+        self._trainer = KerasTrainer(self)
+
+    def train_step(self, x: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray],
+                   readout: bool = True) -> TrainStep:
+        trainer = getattr(self, "_trainer", None)
+        if trainer is None:
+            raise RuntimeError(f"backend '{self.name}': train_step before start_training")
+        x_nhwc = self._input(x)
+        return trainer.step(x_nhwc, *self._checked(labels, masks, len(x)), readout)
+
+    def _checked(self, labels: np.ndarray, masks: dict[str, np.ndarray], batch: int) -> tuple[np.ndarray, list]:
+        """The checked labels, and the keep masks in the training model's input order (spec order), each in
+        its Keras layout."""
+        labels, masks = check_training_batch(f"backend '{self.name}'", self.spec, batch, labels, masks)
+        return labels, [layouts.mask_to_keras(np.asarray(masks[layer.name], dtype=np.float32))
+                        for layer in self.spec.layers if layer.op == "dropout"]
+
+    def make_optimizer(self):
+        """Keras' SGD without its weight_decay: that one is decoupled (w -= lr*wd*w beside the momentum), the
+        spec's is coupled (wd*w added to the gradient, inside the momentum), so the trainer adds it."""
+        t = self.spec.training
+        return self.keras.optimizers.SGD(learning_rate=t.learning_rate, momentum=t.momentum, nesterov=t.nesterov,
+                                         weight_decay=None)
+
+    def coupled_decay(self, g, w):
+        """The gradient the optimizer steps with: g + wd * w (the spec's coupled weight decay)."""
+        wd = self.spec.training.weight_decay
+        return g + wd * w if wd else g
+
+    def penalty_gradient(self, tensor: str, w):
+        """The gradient of the l2 penalty x * sum(w^2) on ``tensor`` (Keras layout): 2x * w."""
+        return 2.0 * self.spec.training.l2(tensor) * w
+
+    def train_loss(self, out, labels):
+        """Mean cross-entropy of the logits ``out`` (N, classes) at the int ``labels``, written out: a spec that
+        ends in softmax gives its input here (training.py), so -log p[label] is a log-softmax, never Keras'
+        categorical_crossentropy, which clips p to [1e-7, 1 - 1e-7]."""
+        ops = self.keras.ops
+        picked = ops.take_along_axis(out, ops.expand_dims(labels, 1), axis=1)[:, 0]
+        return ops.mean(ops.logsumexp(out, axis=1) - picked)
+
+    def bn_momentum(self, layer) -> float:
+        """Keras' BatchNormalization momentum is the old value's weight: 1 - the spec's (torch's)."""
+        return 1.0 - layer.attrs["momentum"]
+
+    def running_var_correction(self, n: int) -> float:
+        """Keras stores the biased batch variance; torch (the spec) the unbiased one, over n = N*H*W values."""
+        if n < 2:
+            raise ValueError(f"backend '{self.name}': batch norm in training needs more than one value per "
+                             f"channel (N*H*W), received {n}")
+        return n / (n - 1)
+
+    def canonical_gradient(self, layer, param: str, array: np.ndarray) -> np.ndarray:
+        """A gradient in Keras' layout -> canonical (conv HWIO -> OIHW, Dense kernel transposed; fc6 needs no
+        row permutation: the model flattens through Permute to C,H,W, see layouts.py)."""
+        return layouts.canonical_from_keras(layer.op, param, array)
 
     def param_count(self) -> int:
         return int(self.model.count_params())

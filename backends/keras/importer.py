@@ -455,8 +455,11 @@ def _training_settings(config: dict) -> dict[str, Any]:
 def _setting(value: Any) -> Any:
     if isinstance(value, dict) and "class_name" in value:
         inner = _plain(value.get("config") or {})
-        # L1 / L2 / L1L2 configs already read as {"l2": 0.0005}; any other class keeps its name.
-        return inner if value["class_name"] in ("L1", "L2", "L1L2") else {value["class_name"]: inner}
+        if value["class_name"] not in ("L1", "L2", "L1L2"):
+            return {value["class_name"]: inner}  # kept by name: the spec records it, training does not model it
+        # {"l2": 0.0005}, the form the spec's training.layers validates. A zero factor is no penalty
+        # (L1L2(l2=0.0005) also records l1 0.0, which would read as an unmodelled l1).
+        return {k: v for k, v in inner.items() if v} or {"l2": 0.0}
     return _plain(value)
 
 

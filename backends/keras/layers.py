@@ -151,3 +151,51 @@ class TorchAdaptiveAveragePooling2D(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "output_size": self.output_size}
 
+
+
+# --- training only (training.py): the layers whose training form differs from Keras' own ---
+
+@serializable
+class MaskedDropout(keras.layers.Layer):
+    """Inverted dropout with a keep mask given as the second input: y = x * mask / (1 - rate). The
+    harness draws the masks, so every backend drops the same units; Keras' Dropout would draw its own."""
+
+    def __init__(self, rate: float, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+
+    def call(self, inputs):
+        x, mask = inputs
+        return x * mask / (1.0 - self.rate)
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
+class TorchStatisticsBatchNormalization(keras.layers.BatchNormalization):
+    """Keras' BatchNormalization whose training step updates the moving variance with the unbiased batch
+    variance, as torch does: Keras normalises with the biased variance over (N, H, W) and also stores that
+    one; torch stores it times n / (n - 1), n = N*H*W. ``variance_correction(n)`` gives that factor (the
+    backend's hook). Inference, weights and their order are Keras' own."""
+
+    def __init__(self, variance_correction, **kwargs):
+        super().__init__(**kwargs)
+        self.variance_correction = variance_correction
+
+    def call(self, inputs, training=None, mask=None):
+        if not training:
+            return super().call(inputs, training=training, mask=mask)
+        axes = [a for a in range(len(inputs.shape)) if a != len(inputs.shape) - 1]
+        mean, variance = ops.moments(inputs, axes=axes)
+        n = 1
+        for a in axes:  # static: the batch size is known when the step runs
+            n *= int(inputs.shape[a])
+        unbiased = ops.stop_gradient(variance) * self.variance_correction(n)
+        m = self.momentum  # Keras' convention: the weight of the old value
+        self.moving_mean.assign(self.moving_mean * m + ops.stop_gradient(mean) * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + unbiased * (1.0 - m))
+        return ops.batch_normalization(inputs, mean, variance, axis=-1, offset=self.beta, scale=self.gamma,
+                                       epsilon=self.epsilon)

@@ -28,7 +28,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..layouts import need_rank, nhwc_to_nchw
+from ..layouts import nchw_to_nhwc, need_rank, nhwc_to_nchw
 
 # Keras' Permute dims (1-based, batch excluded) taking NHWC to NCHW: the layer placed before
 # every Flatten so that it flattens in C, H, W order.
@@ -75,13 +75,28 @@ def keras_weights(op: str, layer: str, weights: Mapping[str, np.ndarray]) -> lis
             for param, convert in _KERAS_WEIGHT_ORDER.get(op, ()) if f"{layer}.{param}" in weights]
 
 
+def keras_param_order(op: str, params) -> list[str]:
+    """The canonical parameter names of a layer with ``params``, in the order of its Keras weights."""
+    return [p for p, _ in _KERAS_WEIGHT_ORDER.get(op, ()) if p in params]
+
+
+def canonical_from_keras(op: str, param: str, array: np.ndarray) -> np.ndarray:
+    """One Keras tensor of an ``op`` layer (a weight, or its gradient) in the canonical layout of ``param``."""
+    return dict(_KERAS_WEIGHT_ORDER[op])[param][1](array)
+
+
 def canonical_weights_from_keras(op: str, layer: str, params: list[str],
                                  arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Inverse of ``keras_weights``: a Keras layer's get_weights() back to ``<layer>.<param>``.
 
     ``params`` are the canonical parameter names the layer has (e.g. no bias)."""
-    order = [(p, convert) for p, convert in _KERAS_WEIGHT_ORDER.get(op, ()) if p in params]
+    order = keras_param_order(op, params)
     if len(order) != len(arrays):
         raise ValueError(f"layer '{layer}' ({op}): Keras gave {len(arrays)} arrays, "
-                         f"expected {len(order)} ({', '.join(p for p, _ in order)})")
-    return {f"{layer}.{p}": convert[1](a) for (p, convert), a in zip(order, arrays)}
+                         f"expected {len(order)} ({', '.join(order)})")
+    return {f"{layer}.{p}": canonical_from_keras(op, p, a) for p, a in zip(order, arrays)}
+
+
+def mask_to_keras(mask: np.ndarray) -> np.ndarray:
+    """A dropout keep mask in the layout of the Keras activation it multiplies: maps NCHW -> NHWC."""
+    return nchw_to_nhwc(mask) if np.ndim(mask) == 4 else np.ascontiguousarray(mask)

@@ -9,7 +9,7 @@ imports keras: the backend imports it only after choosing Keras' backend (``back
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import keras
 
@@ -98,24 +98,29 @@ LOWERING: dict[str, Builder] = {
 }
 
 
-def keras_model_from_spec(spec: ModelSpec, weights: Weights):
+def keras_model_from_spec(spec: ModelSpec, weights: Weights, builders: Mapping[str, Builder] | None = None,
+                          extra_inputs: Sequence["keras.KerasTensor"] = ()):
     """A Keras 3 functional model, input NHWC float32 with a free batch axis, computing the spec's
-    function with the canonical ``weights``. Uses whatever backend keras was imported with."""
+    function with the canonical ``weights``. Uses whatever backend keras was imported with.
+
+    ``builders`` replace LOWERING's for some ops, and ``extra_inputs`` (which they read) follow the image
+    input: the training model (training.py) swaps dropout and batch norm this way."""
     check_weights(spec, weights)
+    table = {**LOWERING, **(builders or {})}
     c, h, w = spec.input_shape
     inputs = keras.Input(shape=(h, w, c), dtype="float32", name="input")
     x = inputs
     for layer in spec.layers:
-        build = LOWERING.get(layer.op)
+        build = table.get(layer.op)
         if build is None:
             raise ValueError(f"spec '{spec.name}', layer '{layer.name}': no Keras builder for op '{layer.op}'; "
-                             f"known ops: {', '.join(LOWERING)}")
+                             f"known ops: {', '.join(table)}")
         x = build(layer, x)
-        expected = _nhwc_shape(layer.output_shape)
+        expected = nhwc_shape(layer.output_shape)
         if tuple(x.shape[1:]) != expected:
             raise ValueError(f"spec '{spec.name}', layer '{layer.name}' ({layer.op}): Keras output shape "
                              f"{fmt_shape(tuple(x.shape[1:]))} (NHWC), the spec's is {fmt_shape(expected)}")
-    model = keras.Model(inputs, x, name=spec.name)
+    model = keras.Model([inputs, *extra_inputs] if extra_inputs else inputs, x, name=spec.name)
     for layer in spec.layers:
         arrays = layouts.keras_weights(layer.op, layer.name, weights)
         if arrays:
@@ -138,5 +143,5 @@ def load_keras_model(path: str | Path):
     return keras.saving.load_model(str(path))
 
 
-def _nhwc_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+def nhwc_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)

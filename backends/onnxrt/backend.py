@@ -103,6 +103,8 @@ class OnnxRuntimeBackend(Backend):
     needs: ClassVar[tuple[tuple[str, str], ...]] = (("onnxruntime", "onnx"), ("onnx", "onnx"))
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     precision_reasons: ClassVar[dict[str, str]] = {"bf16": BF16_REASON}
+    no_train_reason: ClassVar[str] = ("ONNX Runtime runs inference graphs here; training needs onnxruntime-training "
+                                      "artifacts, which alexbench does not build")
 
     @classmethod
     def lowering(cls) -> dict[str, Any]:

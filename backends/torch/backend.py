@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ...spec import ModelSpec
-from ..base import OPSET, Backend, RunOutput, Weights
+from ..base import OPSET, Backend, RunOutput, TrainStep, Weights
 from ..precision import canonical_precision
 
 # The torch dtype each precision casts model and input to (names of torch attributes: torch is imported lazily).
@@ -55,7 +55,48 @@ class TorchBackend(Backend):
     def run(self, x: np.ndarray, layers: Sequence[str] = ()) -> RunOutput:
         wanted = set(layers)
         modules = {name: module for name, module in self.model.named_children() if name in wanted}
-        return run_with_hooks(self.model, x, self.device, modules, dtype=self.dtype)
+        training = self.model.training  # after start_training: infer with the trained weights, then train on
+        self.model.eval()
+        try:
+            return run_with_hooks(self.model, x, self.device, modules, dtype=self.dtype)
+        finally:
+            self.model.train(training)
+
+    # --- training (backends/torch/training.py; the three hooks below are what a planted-bug test overrides) ---
+    trains = True
+    trainer: Any = None  # training.Trainer once start_training() has run
+
+    def start_training(self) -> None:
+        from .training import start_training
+
+        self.trainer = start_training(self)
+
+    def train_step(self, x: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray],
+                   readout: bool = True) -> TrainStep:
+        if self.trainer is None:
+            raise RuntimeError("torch: train_step before start_training(); call build, start_training, then "
+                               "train_step")
+        return self.trainer.step(x, labels, masks, readout)
+
+    def train_dropout(self, x: Any, mask: Any, rate: float) -> Any:
+        """Inverted dropout with the harness' keep mask."""
+        return x * mask / (1.0 - rate)
+
+    def train_loss(self, out: Any, labels: Any) -> Any:
+        """The data loss, mean over the batch, from the logits: cross-entropy. A spec that ends in softmax
+        gets the softmax's input here (training.py), so -log p[label] is computed as a log-softmax and
+        float32 never takes the log of a probability that underflowed to 0; no clipping either way."""
+        import torch.nn.functional as F
+
+        return F.cross_entropy(out, labels)
+
+    def make_optimizer(self, params: list[Any]) -> Any:
+        """torch's SGD is the spec's rule as it stands: coupled decay inside momentum, PyTorch's buffer."""
+        import torch
+
+        t = self.spec.training
+        return torch.optim.SGD(params, lr=t.learning_rate, momentum=t.momentum, dampening=0.0,
+                               weight_decay=t.weight_decay, nesterov=t.nesterov and t.momentum > 0)
 
     def param_count(self) -> int:
         # Parameters plus buffers: the buffers are exactly BatchNorm's running statistics.

@@ -4,6 +4,8 @@ and assemble the results document (kind "bench"). The timing method itself is ``
 Order: the device's matmul peak (its own worker), the null backend (the harness' own cost per
 repetition), then one job per backend, precision and variant, each timing every batch size.
 ONNX Runtime backends run the export cache's file, exported first (on the CPU) when missing.
+With ``train`` (bench --train) each job times training steps instead (``training.py``): backends
+that do not train, precisions other than float32 and the compiled variant are skipped with the reason.
 A precision runs wherever the backend declares it (``bench_precisions``), on the CPU too; tf32 is
 a CUDA matmul mode. Each job's options["precision"] says it in compare's name (``precisions.py``).
 """
@@ -27,12 +29,15 @@ from ..errors import ExitCode
 from ..results.document import new_results
 from ..results.model import BenchDocument, BenchEntry, BenchRow, BenchSection, Verdict, WeightsInfo
 from ..run_weights import run_weights
+from ..train.data import class_count
 from ..workers.bench_entry import CALIBRATION_INPUTS, bench_refusal, skip_reason, thread_env
 from ..workers.job import make_job
 from ..workers.runner import run_worker
 from .method import Method
 from .peak import measured_precisions, theoretical_peak
 from .precisions import ACCEPTED, TF32, UnknownBenchPrecision, canonical, requested
+from .training import INPUTS as TRAIN_INPUTS
+from .training import settings as training_settings
 
 DEFAULT_SPEC = "alexnet-owt"
 DEFAULT_BACKENDS = DEFAULT_BENCH
@@ -66,6 +71,7 @@ class BenchConfig:
     overhead: bool = True  # time the null backend: the harness' own cost per repetition
     peak: bool = True
     peak_n: int | None = None  # matmul size for the peak (default: peak.MATMUL_N for the device)
+    train: bool = False  # time training steps (forward, backward, SGD update) instead of inferences
 
 
 @dataclass(frozen=True)
@@ -73,10 +79,11 @@ class Job:
     backend: str
     precision: str
     variant: str | None  # None, or "compiled"
+    train: bool = False
 
     @property
     def label(self) -> str:
-        return " ".join(filter(None, (self.backend, self.precision, self.variant)))
+        return " ".join(filter(None, (self.backend, self.precision, self.variant, "train" if self.train else None)))
 
 
 def resolve_device(requested: str, gpus: list[str]) -> str:
@@ -96,11 +103,12 @@ def plan_jobs(cfg: BenchConfig, device: str) -> tuple[list[Job], list[dict[str, 
     for name in cfg.backends:
         for precision in cfg.precisions:
             for variant in variants:
-                why = skip_reason(name, device, precision, variant == "compiled")
+                why = skip_reason(name, device, precision, variant == "compiled", cfg.train)
                 if why:
-                    skipped.append({"backend": name, "precision": precision, "variant": variant, "reason": why})
+                    skip = {"backend": name, "precision": precision, "variant": variant, "reason": why}
+                    skipped.append({**skip, "train": True} if cfg.train else skip)
                 else:
-                    jobs.append(Job(name, precision, variant))
+                    jobs.append(Job(name, precision, variant, cfg.train))
     return jobs, skipped
 
 
@@ -114,8 +122,11 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
         raise BenchError(str(exc)) from None
     for name in cfg.backends:
         backend_target(name)  # an unknown name fails before anything runs (UnknownBackend)
-    refuse_unbenchable(cfg.backends)
+    if not cfg.train:  # a training bench lists the backends it cannot time as skipped, with the reason
+        refuse_unbenchable(cfg.backends)
     spec = load_spec(cfg.spec)
+    if cfg.train:
+        class_count(spec)  # a spec whose output the cross-entropy cannot read: refused before anything runs
     device = resolve_device(cfg.device, environment.gpu_names())
     if not device.startswith("cuda") and cfg.precisions == (TF32,):
         raise BenchError(f"--precision tf32 on {device}: TF32 is a CUDA tensor-core matmul mode; "
@@ -128,12 +139,16 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
     doc = new_results("bench", spec, weights=WeightsInfo(weights.source, w_sha))
     settings = {"device": device, "device_name": name, "threads": threads, "precisions": list(cfg.precisions),
                 "compiled": cfg.compiled, "batch_sizes": list(cfg.batch_sizes), "method": cfg.method.to_json(),
-                "inputs": f"seeded normal, seed {cfg.seed}, staged on the device before timing",
+                "inputs": f"seeded normal, seed {cfg.seed}, " + (TRAIN_INPUTS if cfg.train else
+                                                                 "staged on the device before timing"),
                 "load_average_at_start": _load_average(), "isolation": "one worker process per job, one at a time"}
+    if cfg.train:
+        settings["train"] = training_settings(spec, cfg.seed)
     if "int8" in cfg.precisions:
         settings["calibration"] = f"{CALIBRATION_INPUTS} seeded images (seed {cfg.seed})"
     for s in skipped:
-        progress(f"skipping {' '.join(filter(None, (s['backend'], s['precision'], s['variant'])))}: {s['reason']}")
+        label = " ".join(filter(None, (s["backend"], s["precision"], s["variant"], "train" if s.get("train") else "")))
+        progress(f"skipping {label}: {s['reason']}")
     rows, failures, overhead = [], [], []
     with tempfile.TemporaryDirectory(prefix="alexbench-bench-") as tmp:
         run_dir = Path(tmp)
@@ -224,7 +239,8 @@ class _RunContext:
         if event.get("event") == "stage":
             self.progress(f"    {who}: {event.get('stage')}…")
         elif event.get("event") == "bench" and event.get("phase") == "row":
-            self.progress(f"    {who} batch {event['batch']}: {event['images_per_s']:,.1f} images/s "
+            what = "training images/s" if event.get("train") else "images/s"
+            self.progress(f"    {who} batch {event['batch']}: {event['images_per_s']:,.1f} {what} "
                           f"(median {event['median_ms']:.2f} ms, p10 {event['p10_ms']:.2f}, "
                           f"p90 {event['p90_ms']:.2f}, {event['repetitions']} reps)")
         elif event.get("event") == "bench" and event.get("phase") == "warmup":
@@ -232,10 +248,10 @@ class _RunContext:
         elif event.get("event") == "bench" and event.get("phase") == "failed":
             self.progress(f"    {who} batch {event['batch']}: FAILED {event.get('error')}")
 
-    def _settings(self, precision: str, variant: str | None, batch_sizes) -> dict[str, Any]:
+    def _settings(self, precision: str, variant: str | None, batch_sizes, train: bool = False) -> dict[str, Any]:
         m = self.cfg.method
         return {"task": "model", "batch_sizes": list(batch_sizes), "device": self.device, "precision": precision,
-                "variant": variant, "threads": self.threads, "seed": self.cfg.seed,
+                "variant": variant, "threads": self.threads, "seed": self.cfg.seed, "train": train,
                 "method": {"warmup": m.warmup, "min_time_s": m.min_time_s, "min_reps": m.min_reps,
                            "max_reps": m.max_reps}}
 
@@ -318,7 +334,7 @@ class _RunContext:
                 return []
         label = job.label.replace(" ", "-")
         result = self._run(f"job-{label}", job.backend, self._settings(job.precision, job.variant,
-                                                                       self.cfg.batch_sizes),
+                                                                       self.cfg.batch_sizes, job.train),
                            options=self._options(job.precision), onnx_path=onnx_path)
         entry = _backend_entry(job.backend, result)
         entry.job, entry.precision, entry.variant = True, job.precision, job.variant
@@ -332,7 +348,7 @@ class _RunContext:
             failures.append({"backend": job.backend, "precision": job.precision, "variant": job.variant, **f})
         return [BenchRow(backend=job.backend, variant=job.variant, device=self.device, device_name="",
                          precision=job.precision, tf32=job.precision == "tf32",
-                         threads=self.threads if self.device == "cpu" else None,
+                         threads=self.threads if self.device == "cpu" else None, train=job.train,
                          **{k: r[k] for k in ("batch", "median_ms", "p10_ms", "p90_ms", "images_per_s", "gflops",
                                               "repetitions", "execution", "timed_s", "other_cores_busy")})
                 for r in bench["rows"]]

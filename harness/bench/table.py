@@ -1,18 +1,21 @@
 """The table ``alexbench bench`` prints: one row per backend, precision, variant and batch size,
 with the device, the peaks and the harness' own overhead above it and what was skipped or
 failed below it. When several precisions ran, each backend's rows stand side by side with its
-float32 row and a column says the speed-up; int8's calibration time is a line of its own."""
+float32 row and a column says the speed-up; int8's calibration time is a line of its own.
+Training-step rows (bench --train) stand in a block of their own, under the FLOP count they use."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .precisions import BASELINE, NAMES
+from .training import INPUTS as TRAIN_INPUTS
 
 COLUMNS = ("backend", "execution", "precision", "batch", "median ms", "p10-p90 ms", "images/s", "GFLOP/s",
            "% matmul", "% theory", "reps")
 
 
+TRAIN_SEMANTICS = "seeded labels and dropout masks drawn once per batch size"
 CONTENDED = 0.25  # cores' worth of other work during a row that makes its figures suspect
 
 
@@ -90,6 +93,15 @@ def _peak_lines(peak: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rows_grid(rows: list[dict[str, Any]]) -> list[str]:
+    if len({r["precision"] for r in rows}) > 1:
+        rows = sorted(rows, key=_side_by_side)
+        cells = [[*_row(r), "-" if x is None else f"{x:.2f}x"] for r, x in zip(rows, speedups(rows))]
+        return _grid((*COLUMNS, f"vs {BASELINE}"), cells)
+    rows = sorted(rows, key=lambda r: (r["precision"], r["batch"], -r["images_per_s"]))
+    return _grid(COLUMNS, [_row(r) for r in rows]) if rows else ["(no rows)"]
+
+
 def render_bench(doc: dict[str, Any]) -> str:
     bench = doc["bench"]
     s = bench["settings"]
@@ -97,7 +109,8 @@ def render_bench(doc: dict[str, Any]) -> str:
            f"{s['device']}: {s['device_name']} · {s['threads']} threads"]
     m = s["method"]
     out.append(f"method: {m['warmup']} warm-up runs, then repetitions until {m['min_time_s']:g} s and "
-               f"{m['min_reps']} runs; median with p10-p90; inputs staged on the device")
+               f"{m['min_reps']} runs; median with p10-p90; inputs "
+               + (TRAIN_INPUTS if s.get("train") else "staged on the device"))
     out += _peak_lines(bench.get("peak") or {})
     for o in bench.get("overhead") or []:
         out.append(f"harness overhead (null backend): median {o['median_ms'] * 1e3:.2f} us per repetition "
@@ -109,16 +122,20 @@ def render_bench(doc: dict[str, Any]) -> str:
                    f"while {len(busy)} row(s) were timed (e.g. {worst['backend']} batch {worst['batch']}): those "
                    f"figures are low; rerun on an idle machine")
     out.append("")
-    if len({r["precision"] for r in bench["rows"]}) > 1:
-        rows = sorted(bench["rows"], key=_side_by_side)
-        cells = [[*_row(r), "-" if x is None else f"{x:.2f}x"] for r, x in zip(rows, speedups(rows))]
-        out += _grid((*COLUMNS, f"vs {BASELINE}"), cells)
-    else:
-        rows = sorted(bench["rows"], key=lambda r: (r["precision"], r["batch"], -r["images_per_s"]))
-        out += _grid(COLUMNS, [_row(r) for r in rows]) if rows else ["(no rows)"]
+    inference = [r for r in bench["rows"] if not r.get("train")]
+    train = [r for r in bench["rows"] if r.get("train")]
+    if inference or not train:
+        out += _rows_grid(inference)
+    if train:
+        t = s.get("train") or {}
+        out += [""] if inference else []
+        out.append(f"training step (forward + backward + SGD update; {TRAIN_SEMANTICS}): "
+                   f"{t.get('macs_per_image', 0) / 1e6:,.1f} M MACs per image, {t.get('flop_count', '')}")
+        out += _rows_grid(train)
     out += _calibration_lines(doc)
     for skip in bench.get("skipped") or []:
-        label = " ".join(filter(None, (skip["backend"], skip["precision"], skip.get("variant"))))
+        label = " ".join(filter(None, (skip["backend"], skip["precision"], skip.get("variant"),
+                                       "train" if skip.get("train") else None)))
         out.append(f"skipped {label}: {skip['reason']}")
     for f in bench.get("failures") or []:
         out.append(f"FAILED {f['backend']} {f['precision']} batch {f['batch']}: {f['error']}")

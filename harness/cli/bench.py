@@ -26,13 +26,21 @@ The null backend (a no-op step) measures the harness' own cost per repetition. W
 --precision values each backend's rows stand side by side with its float32 rows and their speed-up;
 an int8 model is calibrated at build (its seconds are reported apart). --device cuda on a
 machine without a GPU exits 2 before anything runs; a backend that fails or is not installed exits 3
-after the others have been measured."""
+after the others have been measured.
+
+--train times training steps instead, by the same method: the backend's train_step (forward in training
+mode, cross-entropy, backward, the spec's SGD update) on a seeded batch whose labels and dropout masks are
+drawn once per batch size; only the loss is read back. GFLOP/s counts forward, weight gradient and input
+gradient of every conv/linear layer (about 3x the forward MACs). Backends that do not train (the ONNX
+runtimes), the float64 reference, precisions other than float32 and the compiled variant are skipped, each
+with its reason."""
 
 EXAMPLES = """examples:
   alexbench bench                                   # alexnet-owt, torch, keras and both ONNX exports, batch 1,8,64
   alexbench bench --backends torch,onnx-torch --batch-sizes 1,32 --json bench.json --report out/
   alexbench bench --device cuda --backends torch,onnx-torch,keras-jax --precision float32,tf32,bfloat16 --compile
   alexbench bench --backends torch,keras,onnx-torch --batch-sizes 64 --precision fp32,bf16,fp16,int8
+  alexbench bench --train --backends torch,keras,keras-jax --batch-sizes 8,32   # training steps per second
 """
 
 
@@ -77,6 +85,10 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", nargs="?", const="also", choices=["also", "only"],
                         help="also time compiled variants as separate rows (torch.compile; XLA for Keras on "
                              "TensorFlow; torch.compile for keras-torch); --compile only: just those")
+    parser.add_argument("--train", action="store_true",
+                        help="time training steps (forward + backward + SGD update, float32, as each backend's "
+                             "train_step runs them) instead of inferences; backends that cannot train are skipped "
+                             "with the reason")
     parser.add_argument("--threads", type=_positive_int,
                         help="intra-op threads for every CPU runtime (default: all cores)")
     parser.add_argument("--warmup", type=int, default=m.warmup, help=f"untimed runs first (default {m.warmup})")
@@ -89,7 +101,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                              "8192 on a GPU)")
     parser.add_argument("--weights", help="canonical safetensors or torchvision-style .pth (default: seeded)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs (default 0)")
-    parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/2) here; "
+    parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/3) here; "
                         "- writes them to standard output and moves the table to standard error")
     parser.add_argument("--report", metavar="DIR", help="also write report.md and report.html (with the "
                         "images/s against batch size chart) into DIR")
@@ -123,7 +135,7 @@ def run(command: str, args: argparse.Namespace) -> int:
                       method=Method(warmup=args.warmup, min_time_s=args.min_time, min_reps=args.min_reps),
                       threads=args.threads, seed=args.seed, weights=args.weights, timeout_s=args.timeout,
                       cache_dir=args.cache_dir, overhead=args.overhead,
-                      peak_n=args.peak_size)
+                      peak_n=args.peak_size, train=args.train)
 
     progress = stderr_progress(args.quiet)
 

@@ -10,6 +10,7 @@ from ...spec.loader import shipped_spec_names
 from ..compare.metrics import PROFILES, REL_L2_LIMIT
 from ..errors import ExitCode, StructureMismatch, UsageError
 from ..inputs import InputError
+from ..train.data import DEFAULT_TRAIN_BATCH
 from .progress import stderr_progress
 
 DESCRIPTION = """Run the float64 NumPy reference and every requested backend on the same input batch with the
@@ -26,6 +27,8 @@ EXAMPLES = """examples:
   alexbench compare --spec alexnet-owt --precision bf16   # bf16 against float64, the bf16 profile, 64 inputs
   alexbench compare --model my_net.py:AlexNet --spec alexnet-owt   # your own model against a spec
   alexbench compare --model model.onnx --input batch.npy          # your ONNX file, your inputs
+  alexbench compare --train --steps 5                 # 5 SGD steps of alexnet, batch 8, torch + keras
+  alexbench compare --train --spec alexnet-owt --labels y.npy --save run/   # your labels; keep every step
 """
 
 
@@ -100,7 +103,20 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", dest="layers", action="store_true", default=True,
                         help="compare every named layer, not only the output (default)")
     parser.add_argument("--no-layers", dest="layers", action="store_false", help="compare the final output only")
-    parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/2) here; "
+    parser.add_argument("--train", action="store_true",
+                        help="compare training instead of inference: --steps SGD steps on the same batch in every "
+                        "backend that trains (reference, torch, keras; ONNX runners are unsupported), with the spec's "
+                        "training settings and harness-drawn dropout masks, judged step by step: loss, every "
+                        "gradient (backward order), parameter, momentum buffer and batch-norm running statistic "
+                        "against derived float32 limits (docs/training.md). Seeded inputs default to a batch of "
+                        f"{DEFAULT_TRAIN_BATCH}, not the spec's batch_size (what it trained with): --batch changes it. "
+                        "fp32 and specs only (no --precision, no --model)")
+    parser.add_argument("--steps", type=_positive_int, default=None, metavar="N",
+                        help="with --train: SGD steps to take and compare (default 1)")
+    parser.add_argument("--labels", metavar="FILE.npy",
+                        help="with --train: the batch's class labels, a 1-D integer array, one per input, in "
+                        "[0, classes) (default: seeded from --seed)")
+    parser.add_argument("--json", metavar="PATH", help="write the results (schema alexbench.results/3) here; "
                         "- writes them to standard output and moves the table (or -q's verdict) to standard error")
     parser.add_argument("--save", metavar="DIR", help="keep spec, weights, inputs and every output as .npy in DIR "
                         "(new, empty, or an earlier --save run's folder, whose listed files are replaced)")
@@ -135,9 +151,14 @@ def run(command: str, args: argparse.Namespace) -> int:
                         seed=args.seed, batch=args.batch, inputs=args.inputs, profile=args.profile,
                         atol=args.atol, rtol=args.rtol, rel_l2=args.rel_l2,
                         layers=args.layers, timeout_s=args.timeout,
-                        save_dir=args.save, cache_dir=args.cache_dir, precision=precision)
+                        save_dir=args.save, cache_dir=args.cache_dir, precision=precision,
+                        train=args.train, steps=args.steps, labels=args.labels)
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0; received {args.seed}")
+    from ..train.run import check_train_options, run_train
+    from ..train.table import render_training
+
+    check_train_options(cfg)
     if args.report:  # fail before a long run, not after it
         from ..report.diagram import check_graphviz
 
@@ -146,7 +167,7 @@ def run(command: str, args: argparse.Namespace) -> int:
     progress = stderr_progress(args.quiet)
 
     try:
-        doc = run_compare(cfg, progress)
+        doc = run_train(cfg, progress) if cfg.train else run_compare(cfg, progress)
     except (UnknownBackend, InputError) as exc:
         raise UsageError(str(exc)) from None
     except StructureMismatch as exc:
@@ -164,5 +185,5 @@ def run(command: str, args: argparse.Namespace) -> int:
     if args.quiet:
         print(doc["verdict"]["summary"], file=out)
     else:
-        print(render_compare(doc), file=out)
+        print(render_training(doc) if cfg.train else render_compare(doc), file=out)
     return doc["verdict"]["exit_code"]

@@ -1,4 +1,5 @@
-"""``alexbench summary``: the layer table (output shapes, parameters, MACs) from the spec alone."""
+"""``alexbench summary``: the layer table (output shapes, parameters, MACs) from the spec alone, then
+the training setup and the weight decay each trainable tensor feels."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 
 from ...spec import ModelSpec, fmt_shape
+from ...spec.training import TrainingSpec, decay_groups, describe
 from .spec_argument import add_spec_arguments, load_spec_argument
 
 
@@ -34,7 +36,41 @@ def summary_json(spec: ModelSpec) -> dict:
         "totals": {"params": spec.param_count, "trainable_params": spec.trainable_count,
                    "non_trainable_params": spec.param_count - spec.trainable_count,
                    "macs": spec.macs, "flops": 2 * spec.macs},
+        "training": {**spec.training.settings(), "loss_on": spec.loss_on, "unmodelled": spec.training.unmodelled,
+                     "effective_decay": {t: spec.training.effective_decay(t) for t in trainable_tensors(spec)}},
     }
+
+
+def trainable_tensors(spec: ModelSpec) -> list[str]:
+    return [f"{layer.name}.{p}" for layer in spec.layers for p, param in layer.params.items() if param.trainable]
+
+
+def training_lines(spec: ModelSpec) -> list[str]:
+    """The training setup, then the effective decay per trainable tensor, grouped by value: the
+    largest group is 'every other trainable tensor' so that AlexNet's 16 tensors take a line or two."""
+    training = spec.training
+    if not training.declared:
+        return ["No training section: compare --train uses the defaults ("
+                + describe(TrainingSpec(declared=False)) + ")"]
+    lines = ["Training: " + describe(training, loss_on=spec.loss_on, details=False)]
+    if training.unmodelled:
+        lines.append("Not modelled (compare --train refuses the spec): " + "; ".join(
+            f"{layer} {what}" for layer, what in training.unmodelled.items()))
+    groups = decay_groups(training, trainable_tensors(spec))
+    if not groups:
+        return lines
+    lines.append("Effective weight decay per step (coupled decay + 2 x l2; the gradient gains decay x w):")
+    rest = max(groups, key=lambda g: (len(g[0]), -g[2]))  # on a tie, the group without an l2
+    if len(rest[0]) == 1 and len(groups) > 1:
+        rest = None  # "every other" would name one tensor: name it
+    for names, decay, l2 in groups:
+        if rest is None or names is not rest[0]:
+            lines.append(f"  {', '.join(names)}: {decay:g}" + (f" (l2 {l2:g})" if l2 else ""))
+    if rest is not None:
+        names, decay, l2 = rest
+        label = "every other trainable tensor" if len(groups) > 1 else "every trainable tensor"
+        lines.append(f"  {label} ({len(names)}): {decay:g}" + (f" (l2 {l2:g})" if l2 else ""))
+    return lines
 
 
 def summary_table(spec: ModelSpec) -> str:
@@ -59,5 +95,6 @@ def summary_table(spec: ModelSpec) -> str:
             f"Non-trainable params: {non_trainable:,}",
             f"MACs (conv + linear, one image): {spec.macs:,}",
             f"FLOPs (2 x MACs): {2 * spec.macs:,}",
-            f"Weights (float32): {4 * spec.param_count / 2**20:,.1f} MiB"]
+            f"Weights (float32): {4 * spec.param_count / 2**20:,.1f} MiB",
+            rule, *training_lines(spec)]
     return "\n".join(out)

@@ -5,7 +5,7 @@ float64 reference (output and every named layer), the pairwise matrix and the ve
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -81,13 +81,19 @@ def judge(entries: Sequence[CompareEntry], spec: ModelSpec, outputs: dict, crite
             judged.append(entry)
             continue
         judged.append(_judged(entry, ref, outputs[entry.name], spec, criteria))
+    code, checked = exit_code(judged, ref is not None)
+    return Judgement(judged, pairwise({n: o[0] for n, o in outputs.items()}),
+                     Verdict(int(code), verdict_text(judged, spec.name, code, checked, criteria.precision)))
+
+
+def exit_code(judged: Sequence[CompareEntry], reference_ran: bool) -> tuple[ExitCode, bool]:
+    """The exit code of judged entries, and whether anything was checked against the reference."""
     mismatch = any(e.status == "mismatch" for e in judged)
     failed = any(e.status in ("failed", "unavailable") for e in judged)
     # A gate that checked nothing (every backend failed, unavailable or unsupported) must not pass.
-    checked = ref is not None and any(e.name != "reference" and e.status in ("ok", "mismatch") for e in judged)
+    checked = reference_ran and any(e.name != "reference" and e.status in ("ok", "mismatch") for e in judged)
     code = ExitCode.MISMATCH if mismatch else ExitCode.BACKEND if failed or not checked else ExitCode.OK
-    return Judgement(judged, pairwise({n: o[0] for n, o in outputs.items()}),
-                     Verdict(int(code), verdict_text(judged, spec.name, code, checked, criteria.precision)))
+    return code, checked
 
 
 def _judged(entry: CompareEntry, ref: tuple, got: tuple, spec: ModelSpec, criteria: Criteria) -> CompareEntry:
@@ -141,10 +147,14 @@ def pairwise(outputs: dict[str, np.ndarray]) -> Pairwise:
 
 
 def verdict_text(entries: Sequence[CompareEntry], spec_name: str, code: int, checked: bool = True,
-                 precision: str = "fp32") -> str:
+                 precision: str = "fp32", agree: str = "agree with the float64 reference",
+                 mismatch_detail: Callable[[CompareEntry], str] | None = None) -> str:
+    """The verdict line. ``agree``: what the passing backends do (training: "train like ..."); a
+    mismatching backend is named with ``mismatch_detail``'s text after it, in parentheses, when given."""
     compared = [e for e in entries if e.name != "reference"]
     ok = [e.name for e in compared if e.status == "ok"]
-    bad = [e.name for e in compared if e.status == "mismatch"]
+    bad = [e.name + (f" ({mismatch_detail(e)})" if mismatch_detail else "") for e in compared
+           if e.status == "mismatch"]
     failed = [e.name for e in entries if e.status in ("failed", "unavailable")]
     # Not a failure, but the verdict must say what was not compared, and why.
     skipped = [f"{e.name} ({e.error})" for e in entries if e.status == "unsupported"]
@@ -154,9 +164,7 @@ def verdict_text(entries: Sequence[CompareEntry], spec_name: str, code: int, che
     unsupported += "".join(f"; {note}" for note in notes)
     within = "" if precision == "fp32" else f" within the {precision} profile"
     if code == ExitCode.OK:
-        agree = (f"PASS: {len(ok)} backends agree with the float64 reference{within} on '{spec_name}' "
-                 f"({', '.join(ok)})")
-        return agree + unsupported
+        return f"PASS: {len(ok)} backends {agree}{within} on '{spec_name}' ({', '.join(ok)})" + unsupported
     if not checked:
         why = [f"{e.name} {e.status}" for e in entries if e.status in ("failed", "unavailable", "unsupported")]
         return (f"FAIL on '{spec_name}': nothing was checked: no backend was compared with the float64 reference"

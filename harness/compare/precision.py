@@ -35,13 +35,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ...backends.precision import DTYPE_NAMES, UNIT_ROUNDOFF, precision_of_dtype
+from ...backends.precision import DTYPE_NAMES, EXACT_OPS, UNIT_ROUNDOFF, precision_of_dtype
 from ...spec import ModelSpec
 from ..results.model import TopkResult
 from .metrics import Tolerance
 
-# Ops that select or copy values (no new rounding): they do not count as a layer of error growth.
-EXACT_OPS = frozenset({"relu", "maxpool2d", "flatten", "dropout"})
 # One rounding layer's relative L2 error e1, calibrated: 0.75 u measured for the floats (theory: u);
 # for int8 the quantization error of input and weights, measured 1.1e-2 to 1.4e-2 (theory ~1.4e-2).
 FIRST_LAYER_ERROR = {"bf16": 0.75 * UNIT_ROUNDOFF["bf16"], "fp16": 0.75 * UNIT_ROUNDOFF["fp16"], "int8": 1.2e-2}

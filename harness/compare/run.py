@@ -74,6 +74,11 @@ class CompareConfig:
     max_bytes: int | None = None
     # What every backend but the float64 reference runs in (backends/precision.py, a canonical name).
     precision: str = "fp32"
+    # compare --train (harness/train/run.py): SGD steps (None: 1) on the batch, labels from a .npy file
+    # (None: seeded). Steps and labels without train are refused.
+    train: bool = False
+    steps: int | None = None
+    labels: str | None = None
 
     def profile_name(self) -> str:
         """The profile judged by: a lower precision's own, unless --profile names another."""
@@ -149,7 +154,8 @@ def _computes_nothing(name: str) -> bool:
 
 
 @contextmanager
-def _run_dir(save_dir: str | None) -> Iterator[Path]:
+def open_run_dir(save_dir: str | None) -> Iterator[Path]:
+    """The run's folder: ``save_dir`` (an earlier run's files removed first), else a temporary one."""
     if save_dir:
         from ..output_paths import check_save_folder, remove_previous_run
 
@@ -187,12 +193,7 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         spec_bytes = resolve_spec_path(cfg.spec or "alexnet").read_bytes()
         weights = run_weights(spec, cfg.weights, cfg.seed, cfg.cache_dir)
     model_runs = {m.name: m for m in models}
-    if cfg.input_array is not None:
-        x, input_source = given_array(spec, cfg.input_array, cfg.batch), "array"
-    elif cfg.inputs:
-        x, input_source = file_inputs(spec, cfg.inputs, cfg.batch), "files"
-    else:
-        x, input_source = seeded_inputs(spec, cfg.default_batch(), cfg.seed), f"seeded normal, seed {cfg.seed}"
+    x, input_source = batch_inputs(cfg, spec, cfg.default_batch())
     runners = onnx_runners()
     criteria = cfg.criteria(spec)
     tol = criteria.tol
@@ -209,9 +210,9 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         precision=cfg.precision)
 
     entries: dict[str, object] = {}  # backend -> its entry, in the order workers finish
-    unsupported = _unsupported(order, spec, cfg.precision)
+    unsupported = unsupported_backends(order, spec, cfg.precision)
     for name, reason in unsupported.items():
-        entries[name] = _unsupported_entry(name, reason)
+        entries[name] = unsupported_entry(name, reason)
         progress(f"{name}: unsupported, not run: {reason}")
     planned = [n for n in order if n not in unsupported]
     exporting = [n for n in planned if runners.get(n) in planned]
@@ -223,7 +224,7 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
     # worker) but no run of the source itself.
     export_only = list(dict.fromkeys(s for n in planned if (s := source_of(n)) and s not in planned))
 
-    with _run_dir(cfg.save_dir) as run_dir, ThreadPoolExecutor(1) as pool:
+    with open_run_dir(cfg.save_dir) as run_dir, ThreadPoolExecutor(1) as pool:
         # The cache checks hash each cached file: on another core, while this one writes the weights.
         lookups = {n: pool.submit(export_cache.lookup, n, spec, w_sha, cfg.cache_dir)
                    for n in exporting + export_only}
@@ -275,11 +276,11 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
             export_tasks[task_name] = source
             tasks.append(Task(task_name, partial(_export_job, run_dir / f"export-{source}", source, spec_path,
                                                  weights_path, input_path, cfg.cache_dir),
-                              (), cfg.timeout_s, partial(_stage_progress, progress, task_name), EXPORT_WORKER))
+                              (), cfg.timeout_s, partial(stage_progress, progress, task_name), EXPORT_WORKER))
         source_task = {s: t for t, s in export_tasks.items()}
         for name in planned:
             source = source_of(name)
-            on_event = partial(_stage_progress, progress, name)
+            on_event = partial(stage_progress, progress, name)
             if source is not None:
                 # On a cache hit the export is already there; otherwise wait for the worker that makes it.
                 after = () if "path" in exports.get(source, {}) else (
@@ -335,7 +336,7 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         # A worker that others wait for (an export to make) starts first: it is on the longest path.
         waited_for = {d for task in tasks for d in task.after}
         tasks.sort(key=lambda task: task.name not in waited_for)
-        run_tasks(tasks, worker_limit(_worker_bytes(spec)), on_start=started, on_done=finished)
+        run_tasks(tasks, worker_limit(worker_bytes(spec)), on_start=started, on_done=finished)
         # Plan order, whatever order the workers ended in (the pairwise matrix follows ``outputs``).
         doc.backends.extend(entries[name] for name in order)
         outputs = {name: outputs[name] for name in order if name in outputs}
@@ -357,17 +358,30 @@ def _export_job(job_dir: Path, source: str, spec_path: Path, weights_path: Path,
     return job_dir
 
 
-def _unsupported(order: list[str], spec, precision: str = "fp32") -> dict[str, str]:
-    """Backend -> why it cannot run ``spec`` in ``precision``, from what its class declares. An ONNX
-    runner whose source backend cannot compute the spec has no export to run; one whose source only
-    lacks the precision runs an fp32 export (an export-only worker makes it) and is judged on its own
-    class: the runner converts the precision."""
+def batch_inputs(cfg: CompareConfig, spec, seeded_batch: int | None) -> tuple[np.ndarray, str]:
+    """The run's NCHW float32 batch and where it came from: the API's array, --input files, or
+    ``seeded_batch`` seeded inputs (None: the default batch)."""
+    if cfg.input_array is not None:
+        return given_array(spec, cfg.input_array, cfg.batch), "array"
+    if cfg.inputs:
+        return file_inputs(spec, cfg.inputs, cfg.batch), "files"
+    return seeded_inputs(spec, seeded_batch, cfg.seed), f"seeded normal, seed {cfg.seed}"
+
+
+def unsupported_backends(order: list[str], spec, precision: str = "fp32", train: bool = False) -> dict[str, str]:
+    """Backend -> why it cannot run ``spec`` in ``precision`` (with ``train``: why it cannot train it),
+    from what its class declares. An ONNX runner whose source backend cannot compute the spec has no
+    export to run; one whose source only lacks the precision runs an fp32 export (an export-only worker
+    makes it) and is judged on its own class: the runner converts the precision."""
     found: dict[str, str] = {}
     for_ops: set[str] = set()
     for name in order[1:]:  # the reference always runs, in float64
         try:
             cls = load_backend_class(name)
         except Exception:  # a plugin that cannot be imported here: its worker reports why
+            continue
+        if train and not cls.trains:
+            found[name] = cls.no_train_reason
             continue
         reason = cls.unsupported_reason(spec)
         source = cls.onnx_source
@@ -382,19 +396,21 @@ def _unsupported(order: list[str], spec, precision: str = "fp32") -> dict[str, s
     return found
 
 
-def _unsupported_entry(name: str, reason: str):
+def unsupported_entry(name: str, reason: str):
+    """A backend that declares it cannot do what was asked: no worker runs, and the run does not fail."""
     entry = failed_entry(name, "build", reason)
     entry.status = "unsupported"
     return entry
 
 
-def _worker_bytes(spec) -> int:
+def worker_bytes(spec) -> int:
     """A worker's peak memory, estimated: a framework's own footprint plus a few copies of the weights
     (file, framework tensors, export or session)."""
     return WORKER_BASE_BYTES + WEIGHT_COPIES * 4 * spec.param_count
 
 
-def _stage_progress(progress: Progress, name: str, event: dict) -> None:
+def stage_progress(progress: Progress, name: str, event: dict) -> None:
+    """A worker's stage events as progress lines ("      torch: build...")."""
     if event.get("event") == "stage":
         progress(f"      {name}: {event.get('stage')}...")
 

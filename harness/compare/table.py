@@ -7,11 +7,12 @@ def _num(value, fmt: str = ".2e") -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _shape(shape) -> str:
+def shape_text(shape) -> str:
     return "x".join(str(d) for d in shape) if shape else "-"
 
 
-def _table(rows: list[list[str]], right: set[int]) -> list[str]:
+def aligned_table(rows: list[list[str]], right: set[int]) -> list[str]:
+    """Rows as aligned columns (those in ``right`` right-aligned), a rule under the header row."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for n, row in enumerate(rows):
@@ -25,8 +26,9 @@ def _table(rows: list[list[str]], right: set[int]) -> list[str]:
 def render_compare(doc: dict) -> str:
     spec, tol = doc["spec"], doc["tolerance"]
     precision = doc.get("precision") or "fp32"  # absent: a results/1 document, always fp32
-    lines = [f"spec '{spec['name']}': {spec['param_count']:,} parameters, output {_shape(spec['output_shape'])}; "
-             f"inputs {_shape(doc['inputs']['shape'])} ({doc['inputs']['source']}); weights {doc['weights']['source']}"]
+    lines = [f"spec '{spec['name']}': {spec['param_count']:,} parameters, output {shape_text(spec['output_shape'])}; "
+             f"inputs {shape_text(doc['inputs']['shape'])} ({doc['inputs']['source']}); "
+             f"weights {doc['weights']['source']}"]
     if precision != "fp32":
         lines.append(f"precision {precision}: every backend but the float64 reference")
     at_output = " at the output" if tol.get("layers") else ""
@@ -38,7 +40,7 @@ def render_compare(doc: dict) -> str:
     rows = [["backend", "status", "output", "params", "max abs", "rel L2", "cosine", "top-1", "top-5", "time"]]
     for e in doc["backends"]:
         m = e.get("metrics") or {}
-        shape = _shape(e.get("output_shape"))
+        shape = shape_text(e.get("output_shape"))
         if e.get("shape_ok") is False:
             shape += " (!)"
         params = "-" if e.get("param_count") is None else f"{e['param_count']:,}"
@@ -47,14 +49,14 @@ def render_compare(doc: dict) -> str:
         rows.append([e["name"], e["status"], shape, params, _num(m.get("max_abs")), _num(m.get("rel_l2")),
                      _num(m.get("cosine"), ".8f"), _num(m.get("top1"), ".0%"), _num(m.get("top5"), ".0%"),
                      _num((e.get("timings_s") or {}).get("total"), ".1f") + (" s" if e.get("timings_s") else "")])
-    lines += _table(rows, right={3, 4, 5, 6, 7, 8, 9})
+    lines += aligned_table(rows, right={3, 4, 5, 6, 7, 8, 9})
 
     pair = doc.get("pairwise") or {}
     names = pair.get("names") or []
     if len(names) > 1:
         lines += ["", "pairwise relative L2 difference of the outputs:"]
         matrix = [[""] + names] + [[a] + [_num(v, ".1e") for v in row] for a, row in zip(names, pair["rel_l2"])]
-        lines += _table(matrix, right=set(range(1, len(names) + 1)))
+        lines += aligned_table(matrix, right=set(range(1, len(names) + 1)))
 
     if precision != "fp32":
         lines += _layer_errors(doc)
@@ -100,7 +102,7 @@ def _layer_errors(doc: dict) -> list[str]:
         rows.append([name, _num(limit, ".1e"), *cells])
     profile = tol.get("label") or f"the {tol['profile']} profile"
     out = ["", f"relative L2 error per layer against the float64 reference (limit: {profile}; !: above it):"]
-    out += _table(rows, right=set(range(1, len(backends) + 2)))
+    out += aligned_table(rows, right=set(range(1, len(backends) + 2)))
     for e in backends:
         first = e.get("first_divergent_layer")
         if first:
@@ -133,7 +135,7 @@ def _mismatch_text(e: dict, spec: dict) -> str:
     if e.get("error"):  # inf/NaN: the first layer holding one
         parts.append(e["error"])
     if e.get("shape_ok") is False:
-        parts.append(f"output shape {_shape(e['output_shape'])}, spec says N x {_shape(spec['output_shape'])}")
+        parts.append(f"output shape {shape_text(e['output_shape'])}, spec says N x {shape_text(spec['output_shape'])}")
     if e.get("param_count_ok") is False:
         note = f" ({e['param_note']})" if e.get("param_note") else ""
         parts.append(f"{e['param_count']:,} parameters, spec says {spec['param_count']:,}{note}")

@@ -57,29 +57,41 @@ class _LogAxis:
 
 
 class _LinearAxis:
-    def __init__(self, values: list[float], top: float, bottom: float):
-        peak = max([v for v in values if v is not None] or [1.0]) or 1.0
-        raw = peak / 5
+    """From 0 (throughput), or ``zoom``: from just below the smallest value, so that curves close together
+    (losses of backends that agree to 1e-4) stay apart, with as many tick decimals as the step needs."""
+
+    def __init__(self, values: list[float], top: float, bottom: float, zoom: bool = False):
+        finite = [v for v in values if v is not None]
+        peak = max(finite or [1.0]) or 1.0
+        low = min(finite) if zoom and finite else 0.0
+        raw = (peak - low) / 5 or abs(peak) / 500 or 1.0
         mag = 10 ** math.floor(math.log10(raw))
-        self.step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-        self.hi = self.step * math.ceil(peak / self.step)
+        multiple = next(m for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+        self.step = multiple * mag
+        self.lo = self.step * math.floor(low / self.step)
+        self.hi = max(self.step * math.ceil(peak / self.step), self.lo + self.step)
+        # a 2.5 step (0.0025) needs one decimal more than its magnitude (0.001)
+        self.decimals = max(0, -math.floor(math.log10(mag)) + (multiple == 2.5)) if zoom else None
         self.top, self.bottom = top, bottom
 
     def __call__(self, v: float) -> float:
-        return self.bottom - v / self.hi * (self.bottom - self.top)
+        return self.bottom - (v - self.lo) / (self.hi - self.lo) * (self.bottom - self.top)
 
     def ticks(self) -> list[tuple[float, str]]:
-        n = round(self.hi / self.step)
-        return [(i * self.step, fmt_num(i * self.step)) for i in range(n + 1)]
+        values = [self.lo + i * self.step for i in range(round((self.hi - self.lo) / self.step) + 1)]
+        if self.decimals is None:
+            return [(v, fmt_num(v)) for v in values]
+        return [(v, f"{v:.{self.decimals}f}") for v in values]
 
 
 def line_chart(title: str, categories: Sequence[str], series: Sequence[Series], *, y_label: str, x_label: str,
-               log_y: bool, css_class: str, colors: Sequence[str] | None = None) -> Html:
-    """One SVG chart: a line per series over categorical x, log or linear y, legend on top."""
+               log_y: bool, css_class: str, colors: Sequence[str] | None = None, zoom: bool = False) -> Html:
+    """One SVG chart: a line per series over categorical x, log or linear y, legend on top. ``zoom``: a
+    linear axis starts just below the smallest value instead of at 0."""
     rotate = max((len(c) for c in categories), default=0) * len(categories) > 90
     bottom = H - (78 if rotate else 46)
     values = [v for s in series for p in s.points for v in (p.y, p.low, p.high) if v is not None]
-    axis = _LogAxis(values, TOP + 8, bottom) if log_y else _LinearAxis(values, TOP + 8, bottom)
+    axis = _LogAxis(values, TOP + 8, bottom) if log_y else _LinearAxis(values, TOP + 8, bottom, zoom)
     left = 30 + 6 * max(len(label) for _, label in axis.ticks())  # room for the widest tick label
     xs = _x_positions(len(categories), left)
     parts: list[Html] = [el("title", title), el("rect", x=0, y=0, width=W, height=H, fill="white")]

@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ...spec import ModelSpec, fmt_shape
+from ...spec.training import describe
 from ...version import __version__
 from .blocks import Block, Cell, Columns, Facts, Figure, Para, Report, Section, Table
 from .markup import fmt_int
 from .model import Results, Run, align_layers, key_attrs, layer_rows
-from .runs import environment_section, parity_section, throughput_section
+from .runs import chart_names, environment_section, parity_section, throughput_section
+from .training import training_runs, training_section
 
 
 def build_report(spec: ModelSpec, *, results: Results | None = None, variants: Sequence[ModelSpec] = (),
@@ -22,6 +24,8 @@ def build_report(spec: ModelSpec, *, results: Results | None = None, variants: S
         sections.append(_variants([spec, *variants]))
     if results.compare_runs:
         sections.append(parity_section(spec, results))
+    if training_runs(results):
+        sections.append(training_section(spec, results, chart_names(results)))
     if results.bench_runs:
         sections.append(throughput_section(results))
     if results.runs:
@@ -53,8 +57,8 @@ def _overview(spec: ModelSpec, results: Results) -> Section:
             f"resize {p.resize}" if p.resize else "", f"center crop {fmt_shape(p.crop)}" if p.crop else "",
             "scale to [0, 1]", f"mean {list(p.mean)}", f"std {list(p.std)}") if x)
         facts.append(("preprocessing", text))
-    if spec.training:
-        facts.append(("training", ", ".join(f"{k} {v}" for k, v in spec.training.items())))
+    if spec.training.declared:
+        facts.append(("training", describe(spec.training, loss_on=spec.loss_on)))
     facts.append(("report", f"alexbench {__version__}"))
     blocks: list[Block] = [Facts("cards", cards, cards=True), Facts("provenance", facts)]
     if results.runs:

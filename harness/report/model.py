@@ -1,7 +1,7 @@
 """What a report shows, gathered once and rendered twice (Markdown and HTML).
 
 Everything about the architecture comes from the spec alone; results files (schema
-alexbench.results/1 or /2) add parity and throughput. Files from several machines merge: each
+alexbench.results/1, /2 or /3) add parity, training and throughput. Files from several machines merge: each
 machine becomes one column, each benchmarked device one chart.
 """
 
@@ -167,13 +167,16 @@ class DeviceBench:
     rows: list[dict[str, Any]]
 
     def series(self) -> dict[str, list[dict[str, Any]]]:
-        """Rows by series (backend, plus precision or variant when the device has several), batch order."""
+        """Rows by series (backend, plus precision or variant when the device has several, plus "train" for
+        training-step rows), batch order."""
         many_prec = len({r["precision"] for r in self.rows}) > 1
         out: dict[str, list[dict[str, Any]]] = {}
         for r in self.rows:
             name = r["backend"] + (f" {r['precision']}" if many_prec else "")
             if r.get("variant"):
                 name += f" [{r['variant']}]"
+            if r.get("train"):
+                name += " train"
             out.setdefault(name, []).append(r)
         return {k: sorted(v, key=lambda r: r["batch"]) for k, v in out.items()}
 

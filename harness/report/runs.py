@@ -35,7 +35,7 @@ def parity_section(spec: ModelSpec, results: Results) -> Section:
               [[name, *(_parity_cell(_backend(run, name)) for run in runs)] for name in results.backend_names()],
               caption="Each backend against the float64 reference, with the first layer outside tolerance"),
     ]
-    charted = list(dict.fromkeys(b["name"] for run in runs for b in run.doc["backends"] if b.get("layers")))
+    charted = chart_names(results)
     for i, run in enumerate(runs, start=1):
         pair = run.doc.get("pairwise")
         if pair and pair.get("names"):
@@ -50,6 +50,14 @@ def parity_section(spec: ModelSpec, results: Results) -> Section:
             blocks.append(Figure("chart chart-errors", chart, f"chart-errors-{i}.svg",
                                  f"Per-layer {what} against the float64 reference, log scale · {run.label}"))
     return Section("parity", "Parity", blocks)
+
+
+def chart_names(results: Results) -> list[str]:
+    """The compare runs' charted backends in colour order: those with per-layer errors, then those that
+    trained, so that a backend has one colour in every chart of the report."""
+    runs = results.compare_runs
+    return list(dict.fromkeys([*(b["name"] for run in runs for b in run.doc["backends"] if b.get("layers")),
+                               *(b["name"] for run in runs for b in run.doc["backends"] if b.get("training"))]))
 
 
 def _backend(run: Run, name: str) -> dict[str, Any] | None:

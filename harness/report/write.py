@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 from ...spec.files import atomic_write
 
 # Every file a report writes matches this; stale ones from an earlier report in DIR are removed.
-OWN_FILE = re.compile(r"^(report\.md|report\.html|diagram\.svg|chart-(errors|throughput)-\d+\.svg)$")
+OWN_FILE = re.compile(r"^(report\.md|report\.html|diagram\.svg|chart-(errors|throughput|loss)-\d+\.svg)$")
 
 Progress = Callable[[str], None]
 

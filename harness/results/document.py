@@ -17,9 +17,9 @@ from ...spec import ModelSpec
 from ...spec.files import atomic_write
 from ...version import __version__
 from ..environment import environment
-from .model import SCHEMA_ID, BenchDocument, CompareDocument, Document, ResultsDocument
+from .model import SCHEMA_ID, SCHEMA_IDS, BenchDocument, CompareDocument, Document, ResultsDocument
 
-__all__ = ["SCHEMA_ID", "load_schema", "new_results", "read_document", "read_results", "results_json",
+__all__ = ["SCHEMA_ID", "SCHEMA_IDS", "load_schema", "new_results", "read_document", "read_results", "results_json",
            "spec_summary", "validate_results", "write_results"]
 
 

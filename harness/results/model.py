@@ -11,12 +11,14 @@ Importing this module imports no framework and no numpy.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
-SCHEMA_ID = "alexbench.results/2"
-# Every version this code reads: /2 added the precision fields (docs/results.md), nothing was removed.
-SCHEMA_IDS = ("alexbench.results/1", SCHEMA_ID)
+SCHEMA_ID = "alexbench.results/3"
+# Every version this code reads: /2 added the precision fields, /3 the training fields (compare --train,
+# bench --train; docs/results.md); nothing was removed.
+SCHEMA_IDS = ("alexbench.results/1", "alexbench.results/2", SCHEMA_ID)
 
 Json = dict[str, Any]
 
@@ -129,6 +131,146 @@ class TopkResult:
         return cls(**values | {"lost": tuple(d.get("lost") or ())})
 
 
+# ---- compare --train (results/3) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorCheck:
+    """One tensor of one training step against the float64 reference: ``kind`` gradient, parameter
+    (displacement from the initial weights), momentum (the SGD buffer) or statistic (batch norm's running
+    statistics, displacement), relative L2 against the derived limit. ``rel_l2`` is None when it cannot
+    be computed (a missing tensor, another shape, inf/NaN: ``problem`` says which)."""
+
+    tensor: str
+    kind: str
+    rel_l2: float | None
+    limit: float
+    ok: bool
+    problem: str | None = None
+
+    def to_json(self) -> Json:
+        d = {"tensor": self.tensor, "kind": self.kind, "rel_l2": self.rel_l2, "limit": self.limit, "ok": self.ok}
+        return d | ({"problem": self.problem} if self.problem is not None else {})
+
+    @classmethod
+    def from_json(cls, d: Json) -> TensorCheck:
+        return cls(d["tensor"], d["kind"], d["rel_l2"], d["limit"], d["ok"], d.get("problem"))
+
+
+@dataclass(frozen=True)
+class StepCheck:
+    """One SGD step of a backend: the loss' relative error and every tensor, in backward order."""
+
+    step: int  # 1-based
+    loss_rel_err: float | None
+    ok: bool
+    tensors: list[TensorCheck] = field(default_factory=list)
+    loss_limit: float | None = None  # the loss' limit at this step (the float32 one, widened by the kink spread)
+
+    def to_json(self) -> Json:
+        return {"step": self.step, "loss_rel_err": self.loss_rel_err, "loss_limit": self.loss_limit, "ok": self.ok,
+                "tensors": [t.to_json() for t in self.tensors]}
+
+    @classmethod
+    def from_json(cls, d: Json) -> StepCheck:
+        return cls(d["step"], d["loss_rel_err"], d["ok"], [TensorCheck.from_json(t) for t in d.get("tensors") or []],
+                   d.get("loss_limit"))
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where a backend first leaves the reference: the earliest step, and in it the loss, else the first
+    tensor in backward order (kind "loss": tensor "loss")."""
+
+    step: int
+    kind: str
+    tensor: str
+    rel_l2: float | None
+    limit: float
+
+    def to_json(self) -> Json:
+        return {"step": self.step, "kind": self.kind, "tensor": self.tensor, "rel_l2": self.rel_l2,
+                "limit": self.limit}
+
+    @classmethod
+    def from_json(cls, d: Json) -> Divergence:
+        return cls(d["step"], d["kind"], d["tensor"], d["rel_l2"], d["limit"])
+
+
+def _finite(values: list) -> list:
+    """Losses as JSON holds them: inf or NaN (a diverged run, -log 0) as None."""
+    return [v if v is not None and math.isfinite(v) else None for v in values]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """A backend's training run (``CompareEntry.training``): its losses per step (None: not finite) and,
+    for a backend judged against the reference, every step's checks and the first divergence (None:
+    none). ``note``: why later steps were not judged (the reference's loss stopped being finite)."""
+
+    losses: list[float | None]
+    data_losses: list[float | None]
+    steps: list[StepCheck] = field(default_factory=list)
+    first_divergent: Divergence | None = None
+    note: str | None = None
+
+    def to_json(self) -> Json:
+        d = {"losses": _finite(self.losses), "data_losses": _finite(self.data_losses),
+             "steps": [s.to_json() for s in self.steps],
+             "first_divergent": None if self.first_divergent is None else self.first_divergent.to_json()}
+        return d | ({"note": self.note} if self.note is not None else {})
+
+    @classmethod
+    def from_json(cls, d: Json) -> TrainingResult:
+        return cls(list(d["losses"]), list(d["data_losses"]), [StepCheck.from_json(s) for s in d.get("steps") or []],
+                   _opt(d.get("first_divergent"), Divergence), d.get("note"))
+
+
+@dataclass(frozen=True)
+class TrainingTolerance:
+    """The derived limits (harness/train/tolerance.py, docs/training.md): the loss' relative error, and per
+    tensor and step the relative L2 of its gradient, momentum buffer and displacement (parameter,
+    statistic): the float32 limit, widened where the oracle's kink spread is larger. ``ambiguous``: per
+    step, the layers whose ReLU or max-pool decisions float32 may take either way, and how many."""
+
+    derivation: str
+    loss: float
+    gradient: dict[str, list[float]] = field(default_factory=dict)
+    parameter: dict[str, list[float]] = field(default_factory=dict)
+    momentum: dict[str, list[float]] = field(default_factory=dict)
+    statistic: dict[str, list[float]] = field(default_factory=dict)
+    ambiguous: list[dict[str, int]] = field(default_factory=list)
+
+    def to_json(self) -> Json:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, d: Json) -> TrainingTolerance:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+@dataclass(frozen=True)
+class TrainingInfo:
+    """What a training comparison ran (``CompareDocument.training``): steps, batch, the spec's training
+    settings, where the labels and dropout masks came from, and the limits."""
+
+    steps: int
+    batch: int
+    settings: Json
+    labels: Json  # source ("seeded, seed 0" or the file), sha256
+    masks: Json  # source, layers, sha256
+    tolerance: TrainingTolerance
+
+    def to_json(self) -> Json:
+        return {"steps": self.steps, "batch": self.batch, "settings": self.settings, "labels": self.labels,
+                "masks": self.masks, "tolerance": self.tolerance.to_json()}
+
+    @classmethod
+    def from_json(cls, d: Json) -> TrainingInfo:
+        return cls(d["steps"], d["batch"], d["settings"], d["labels"], d["masks"],
+                   TrainingTolerance.from_json(d["tolerance"]))
+
+
 @dataclass(kw_only=True)
 class CompareEntry:
     """One backend of a compare run.
@@ -160,6 +302,7 @@ class CompareEntry:
     dtypes: dict[str, str] | None = None
     precision: PrecisionInfo | None = None
     topk: TopkResult | None = None
+    training: TrainingResult | None = None  # results/3, compare --train: a key only for a backend that trained
 
     @property
     def ok(self) -> bool:
@@ -181,7 +324,7 @@ class CompareEntry:
             d["timings_s"] = self.timings_s
         if self.onnx is not None:
             d["onnx"] = self.onnx
-        for key in ("dtypes", "precision", "topk"):
+        for key in ("dtypes", "precision", "topk", "training"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = value if isinstance(value, dict) else value.to_json()
@@ -198,7 +341,7 @@ class CompareEntry:
                    first_divergent_layer=_opt(d.get("first_divergent_layer"), LayerDiff),
                    environment=d.get("environment"), timings_s=d.get("timings_s"), onnx=d.get("onnx"),
                    dtypes=d.get("dtypes"), precision=_opt(d.get("precision"), PrecisionInfo),
-                   topk=_opt(d.get("topk"), TopkResult))
+                   topk=_opt(d.get("topk"), TopkResult), training=_opt(d.get("training"), TrainingResult))
 
 
 @dataclass(frozen=True)
@@ -335,13 +478,16 @@ class BenchRow:
     other_cores_busy: Any
     peak_share: float | None = None  # of the matmul peak measured in the same run
     theoretical_share: float | None = None
+    # results/3: a training-step row (bench --train: forward, backward and SGD update per batch); the key
+    # is written for those rows only.
+    train: bool = False
 
     def to_json(self) -> Json:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "train" or self.train}
 
     @classmethod
     def from_json(cls, d: Json) -> BenchRow:
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
+        return cls(**{f.name: d.get(f.name) for f in fields(cls) if f.name != "train"}, train=bool(d.get("train")))
 
 
 @dataclass(kw_only=True)
@@ -443,6 +589,7 @@ class CompareDocument(ResultsDocument):
     tolerance: ToleranceInfo | None = None
     pairwise: Pairwise | None = None
     precision: str | None = None  # results/2: what the backends were asked to run in (None: a /1 file)
+    training: TrainingInfo | None = None  # results/3: compare --train's settings and limits (None: inference)
 
     def record(self, judgement) -> None:
         """Take the judged entries, pairwise matrix and verdict of ``compare.judge.judge``."""
@@ -452,7 +599,7 @@ class CompareDocument(ResultsDocument):
         d = self._head()
         if self.precision is not None:
             d["precision"] = self.precision
-        for key in ("weights", "inputs", "tolerance", "pairwise"):
+        for key in ("weights", "inputs", "tolerance", "pairwise", "training"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = value.to_json()
@@ -462,7 +609,8 @@ class CompareDocument(ResultsDocument):
     def from_json(cls, d: Json) -> CompareDocument:
         return cls(**cls._common(d), backends=[CompareEntry.from_json(e) for e in d["backends"]],
                    inputs=_opt(d.get("inputs"), InputsInfo), tolerance=_opt(d.get("tolerance"), ToleranceInfo),
-                   pairwise=_opt(d.get("pairwise"), Pairwise), precision=d.get("precision"))
+                   pairwise=_opt(d.get("pairwise"), Pairwise), precision=d.get("precision"),
+                   training=_opt(d.get("training"), TrainingInfo))
 
 
 @dataclass(kw_only=True)

@@ -4,7 +4,9 @@ The same job directory, events and result.json as the parity worker (``entry.py`
 ``Worker`` this extends), plus JOB_DIR/bench.json::
 
     {"task": "model", "batch_sizes": [1, 8], "device": "cpu", "precision": "float32",
-     "variant": null | "compiled", "threads": 2, "seed": 0, "method": {...}}
+     "variant": null | "compiled", "threads": 2, "seed": 0, "method": {...}, "train": false}
+    # train: time training steps instead of inferences (harness/bench/training.py): start_training
+    # after build, then train_step(x, labels, masks, readout=False) per repetition; rows say "train"
     # precision: a row name (harness/bench/precisions.py); job.json's options["precision"] says
     # the same in compare's name (fp32, bf16, fp16, int8), which the backend's build honours
     {"task": "peak", "device": "cpu", "precisions": ["float32"], "threads": 2, "method": {...}}
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 # because NumPy's BLAS sizes its pool once, when it loads (the peak's NumPy matmul must run with
 # the job's thread count, like every other library).
 from ...backends.registry import load_backend_class
+from ..bench import training
 from ..bench.precisions import TF32, declared, row_name
 
 if TYPE_CHECKING:
@@ -73,9 +76,11 @@ def bench_refusal(backend: str) -> str | None:
     return None
 
 
-def skip_reason(backend: str, device: str, precision: str, compiled: bool) -> str | None:
-    """Why this combination is not run, or None when it is."""
+def skip_reason(backend: str, device: str, precision: str, compiled: bool, train: bool = False) -> str | None:
+    """Why this combination is not run, or None when it is. ``train``: a training step (bench --train)."""
     cls = backend_class(backend)
+    if train and not cls.trains:  # first: an inference-only backend's reason is that it does not train
+        return training.skip_reason(cls, precision, compiled)
     if not cls.bench_precisions:
         return bench_refusal(backend) or f"{backend} is not benchmarked"
     runs = declared(cls.bench_precisions)  # what the backend declares decides, on any device
@@ -83,6 +88,8 @@ def skip_reason(backend: str, device: str, precision: str, compiled: bool) -> st
         return f"{backend} has no {precision} mode here (runs {', '.join(runs)})"
     if precision == TF32 and not device.startswith("cuda"):
         return "tf32 rows run on CUDA GPUs only (TF32 is a tensor-core matmul mode)"
+    if train:
+        return training.skip_reason(cls, precision, compiled)
     if compiled and cls.compiled_variant is None:
         return cls.no_compiled_reason
     return None
@@ -144,16 +151,22 @@ class BenchTasks:
 
         method = Method(**settings["method"])
         device, precision, threads = settings["device"], settings["precision"], settings["threads"]
+        train, seed = bool(settings.get("train")), settings.get("seed", 0)
         spelled = declared_as(backend, precision)
         execution = backend.prepare_bench(spelled, settings.get("variant") == "compiled", device, threads)
+        if train:
+            backend.start_training()
+            execution = training.EXECUTION
         rows, failures = [], []
         for batch in settings["batch_sizes"]:
             self.emit("bench", batch=batch, phase="warmup")
             try:
-                x = seeded_inputs(spec, batch, settings.get("seed", 0))
-                # float32 keeps the two-argument call a plugin's bench_step may still have
-                step = backend.bench_step(x, device) if precision == "float32" else \
-                    backend.bench_step(x, device, spelled)
+                x = seeded_inputs(spec, batch, seed)
+                if train:
+                    step = _train_step(backend, x, *training.training_batch(spec, batch, seed))
+                else:  # float32 keeps the two-argument call a plugin's bench_step may still have
+                    step = backend.bench_step(x, device) if precision == "float32" else \
+                        backend.bench_step(x, device, spelled)
                 for _ in range(method.warmup):  # apart, so that compiler workers do not count as contention
                     step()
                 started, before = time.perf_counter(), cpu_seconds()
@@ -167,13 +180,22 @@ class BenchTasks:
                 failures.append({"batch": batch, "error": f"{type(exc).__name__}: {exc}"[:500]})
                 self.emit("bench", batch=batch, phase="failed", error=failures[-1]["error"])
                 continue
-            macs = 0 if backend.computes_nothing else spec.macs
+            macs = 0 if backend.computes_nothing else training.training_macs(spec) if train else spec.macs
             row = {"batch": batch, "execution": execution, **summarize(samples, batch, macs, None),
                    "wall_s": round(time.perf_counter() - started, 3), "other_cores_busy": others}
+            if train:
+                row["train"] = True
             rows.append(row)
             self.emit("bench", phase="row", **row)
         return {"rows": rows, "failures": failures, "device": device, "precision": precision,
                 "threads_seen": threads_seen(backend), "execution": execution}
+
+
+def _train_step(backend: Backend, x, labels, masks):
+    """One timed training step: the loss is a host float, so the device has finished when it returns."""
+    def step():
+        return backend.train_step(x, labels, masks, readout=False).loss
+    return step
 
 
 def declared_as(backend: Backend, precision: str) -> str:

@@ -7,9 +7,10 @@ JOB_DIR/job.json says what to do::
      "options": {}, "env": {}}
 
 The worker writes JOB_DIR/out/output.npy, JOB_DIR/out/layers/<name>.npy and, last and
-atomically, JOB_DIR/result.json (see ``_new_result`` for its fields). Progress goes to stdout
-as JSON lines (``{"event": "stage", "stage": "build"}``); anything else a library prints to
-stdout is diverted to stderr so it cannot corrupt that stream. Exit code: 0 ok, 1 a handled
+atomically, JOB_DIR/result.json (see ``_new_result`` for its fields); with options["train"] it runs
+SGD steps instead (``training.py``). Progress goes to stdout as JSON lines (``{"event": "stage",
+"stage": "build"}``); anything else a library prints to stdout is diverted to stderr so it cannot
+corrupt that stream. Exit code: 0 ok, 1 a handled
 failure (status "error" or "unavailable"); a crash or a kill leaves no result.json and the
 harness (``runner.py``) reports it from the exit signal and stderr.
 """
@@ -30,6 +31,7 @@ import numpy as np
 
 from ...backends.base import OPSET, BackendUnavailable, RunOutput
 from ...spec.files import atomic_write
+from .training import run_training
 
 
 class StageFailed(Exception):
@@ -99,6 +101,10 @@ class Worker:
     def _do(self, job: dict[str, Any]) -> None:
         backend = self.import_backend(job)
         spec = self.build_backend(job, backend)
+        train = (job.get("options") or {}).get("train")
+        if train:  # compare --train: SGD steps instead of a run (training.py)
+            run_training(self, backend, train)
+            return
         export_path = _resolve(self.job_dir, job.get("export_onnx"))
         if export_path is not None:
             # A failed export fails only the ONNX run of this export; the native run goes on.

@@ -115,7 +115,7 @@ def test_json_to_stdout_through_a_link_and_reusing_a_save_folder(tmp_path):
     first = alexbench(tmp_path, "compare", *FAST, "--json", "-", "--save", "run", "-q")
     assert first.returncode == 0, first.stderr
     doc = json.loads(first.stdout)
-    assert doc["schema"] == "alexbench.results/2" and doc["verdict"]["exit_code"] == 0
+    assert doc["schema"] == "alexbench.results/3" and doc["verdict"]["exit_code"] == 0
     assert "PASS" in first.stderr and not (tmp_path / "-").exists()
     # 2. An earlier run into the same folder had a backend this one does not run; its folder must go.
     manifest = json.loads((run / "manifest.json").read_text())
@@ -139,7 +139,7 @@ def test_json_to_stdout_through_a_link_and_reusing_a_save_folder(tmp_path):
     assert "PASS" in second.stdout  # the table, on standard output as usual
     assert link.is_symlink()
     target = tmp_path / "published" / "results.json"
-    assert json.loads(target.read_text())["schema"] == "alexbench.results/2"
+    assert json.loads(target.read_text())["schema"] == "alexbench.results/3"
     assert stat.S_IMODE(target.stat().st_mode) == 0o644  # umask 022, not mkstemp's 0600
     listed = json.loads((run / "manifest.json").read_text())["backends"]
     assert sorted(listed) == ["reference", "torch"]

@@ -48,7 +48,7 @@ def test_a_spec_round_trips_with_its_weights_and_exact_constants():
     again = parse_spec(result.yaml_text)
     assert again.sha256 == result.spec.sha256
     assert again.layer("bn1").attrs["eps"] == 1e-5 and again.layer("norm1").attrs["alpha"] == 1e-4
-    assert again.training == {"layers": {"conv1": {"kernel_regularizer": {"l2": 0.0005}}}}
+    assert again.training.penalties == {"conv1.weight": 0.0005} and not again.training.unmodelled
     assert again.provenance["source"] == "net.py:Net" and "one note" in again.provenance["notes"]
     assert again.layer("conv1").note == "from module 'body.0' (Conv2d)"
     np.testing.assert_array_equal(result.weights["conv1.bias"], np.arange(4, dtype=np.float32))

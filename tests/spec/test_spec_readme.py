@@ -8,6 +8,7 @@ import pytest
 
 from alexbench.spec import OPS
 from alexbench.spec.init import INIT_DISTS
+from alexbench.spec.training import SECTION_KEYS, TrainingSpec
 
 README = (Path(__file__).parents[2] / "spec" / "README.md").read_text(encoding="utf-8")
 
@@ -25,3 +26,17 @@ def test_op_documented(name):
 def test_init_dists_documented():
     for name in INIT_DISTS:
         assert f"| `{name}` |" in README
+
+
+def test_training_keys_documented_with_their_defaults():
+    section = README.split("## Training", 1)[1].split("\n## ", 1)[0]
+    for key in SECTION_KEYS:
+        default = getattr(TrainingSpec(), key, None)
+        if isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        elif isinstance(default, (int, float)):
+            shown = f"`{default:g}`"
+        else:
+            shown = f"`{default}`" if default is not None else "none"
+        assert f"| `{key}` | {shown} |" in section, key
+    assert "weight_decay + 2 x" in section

@@ -91,7 +91,7 @@ def test_article_alexnet_keeps_batch_norm_in_torch_convention_and_the_regularize
     bns = [layer for layer in result.spec.layers if layer.op == "batchnorm2d"]
     assert [(bn.name, bn.attrs["eps"], bn.attrs["momentum"]) for bn in bns] == [
         (f"bn{i}", 1e-3, 0.01) for i in range(1, 6)]
-    assert result.spec.training["layers"] == {f"conv{i}": {"kernel_regularizer": {"l2": 0.0005}} for i in range(1, 6)}
+    assert result.spec.training.penalties == {f"conv{i}.weight": 0.0005 for i in range(1, 6)}
     assert "kernel_regularizer: {l2: 0.0005}" in result.yaml_text
 
 
@@ -194,11 +194,22 @@ def test_regularizers_and_constraints_become_training_settings():
         layers.BatchNormalization(gamma_regularizer=keras.regularizers.l1(0.01)),
         layers.Flatten(), layers.Dense(2, bias_constraint=keras.constraints.NonNeg())])
     result = imported(model)
-    assert result.spec.training["layers"] == {
-        "conv1": {"kernel_regularizer": {"l1": 0.1, "l2": 0.2}, "activity_regularizer": {"l2": 0.01},
+    # The l2 factor is modelled; the l1 part, the activity penalty and the constraints are kept as written.
+    assert result.spec.training.penalties == {"conv1.weight": 0.2}
+    assert result.spec.training.unmodelled == {
+        "conv1": {"kernel_regularizer": {"l1": 0.1}, "activity_regularizer": {"l2": 0.01},
                   "kernel_constraint": {"MaxNorm": {"max_value": 2, "axis": 0}}},
         "bn1": {"gamma_regularizer": {"l1": 0.01}},
         "fc2": {"bias_constraint": {"NonNeg": {}}}}
+
+
+def test_an_l1l2_without_l1_writes_only_its_l2():
+    model = keras.Sequential([keras.Input((5, 5, 2)),
+                              layers.Conv2D(3, 3, kernel_regularizer=keras.regularizers.L1L2(l2=0.0005),
+                                            bias_regularizer=keras.regularizers.L1L2(l1=0.0, l2=0.0))])
+    result = imported(model)
+    assert "    conv1: {kernel_regularizer: {l2: 0.0005}, bias_regularizer: {l2: 0.0}}" in result.yaml_text
+    assert result.spec.training.penalties == {"conv1.weight": 0.0005} and not result.spec.training.unmodelled
 
 
 def test_dot_keras_round_trip(tmp_path):

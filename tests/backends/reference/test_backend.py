@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import yaml
 
-from alexbench.backends.reference import backend as reference
-from alexbench.backends.reference.backend import LOWERING, ReferenceBackend, reference_forward, run_layer
+from alexbench.backends.reference import forward as reference
+from alexbench.backends.reference.backend import ReferenceBackend
+from alexbench.backends.reference.forward import LOWERING, reference_forward, run_layer
 from alexbench.spec import canonical_weights, load_spec, parse_spec
 from alexbench.spec.ops import window_output
 

@@ -28,7 +28,7 @@ from alexbench.harness.compare.precision import (
     rounding_depths,
     topk_check,
 )
-from alexbench.harness.compare.run import CompareConfig, _unsupported
+from alexbench.harness.compare.run import CompareConfig, unsupported_backends
 from alexbench.harness.compare.table import render_compare
 from alexbench.harness.results.document import read_results
 from alexbench.spec import load_spec
@@ -294,16 +294,16 @@ def test_unknown_precision_in_the_api():
 
 def test_backends_that_cannot_run_a_precision_are_unsupported_without_a_worker(plugins):
     spec = load_spec(GROUPS)
-    found = _unsupported(["reference", "no-bf16", "silent-bf16", "emulated"], spec, "bf16")
+    found = unsupported_backends(["reference", "no-bf16", "silent-bf16", "emulated"], spec, "bf16")
     assert found == {"no-bf16": "this test backend has no bf16 kernels",
                      "silent-bf16": "backend 'silent-bf16' runs fp32 only, not bf16"}
-    assert _unsupported(["reference", "no-bf16", "emulated"], spec, "fp32") == {}
+    assert unsupported_backends(["reference", "no-bf16", "emulated"], spec, "fp32") == {}
 
 
 def test_bf16_run_passes_with_profile_layers_and_classes(plugins, tmp_path, capsys):
     code, doc, out, err = compare(tmp_path, capsys, GROUPS, "emulated,no-bf16", "--precision", "bfloat16")
     assert code == 0, out
-    assert doc["schema"] == "alexbench.results/2" and doc["precision"] == "bf16"
+    assert doc["schema"] == "alexbench.results/3" and doc["precision"] == "bf16"
     assert doc["inputs"]["batch"] == 64  # the top-k criterion's least batch, by default
     tol = doc["tolerance"]
     assert tol["profile"] == "bf16" and tol["rel_l2"] == pytest.approx(PRECISION_PROFILES["bf16"].rel_l2(6))

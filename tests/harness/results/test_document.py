@@ -11,6 +11,8 @@ import pytest
 
 from alexbench.harness.results.document import read_document, results_json, validate_results, write_results
 from alexbench.harness.results.model import (
+    SCHEMA_ID,
+    SCHEMA_IDS,
     BenchDocument,
     BenchEntry,
     BenchRow,
@@ -137,6 +139,61 @@ def test_results_2_rejects_an_unknown_precision():
     doc["precision"] = "fp8"
     with pytest.raises(jsonschema.ValidationError):
         validate_results(doc)
-    doc["precision"], doc["schema"] = "bf16", "alexbench.results/3"
+    doc["precision"], doc["schema"] = "bf16", "alexbench.results/4"
     with pytest.raises(jsonschema.ValidationError):
         validate_results(doc)
+
+
+def _training_document(golden: dict) -> dict:
+    """A golden document as compare --train writes it (results/3): the top-level training section and a
+    backend's training result, with a divergence."""
+    doc = copy.deepcopy(golden)
+    doc["schema"] = "alexbench.results/3"
+    doc["training"] = {
+        "steps": 2, "batch": 8, "settings": {"optimizer": "sgd", "learning_rate": 0.01, "loss_on": "logits"},
+        "labels": {"source": "seeded, seed 0", "sha256": "a" * 64},
+        "masks": {"source": "seeded PCG64, seed 0", "layers": ["drop6", "drop7"], "sha256": "b" * 64},
+        "tolerance": {"derivation": "float32 against float64: ...", "loss": 2e-5,
+                      "gradient": {"fc8.weight": [3e-5, 3e-5]}, "parameter": {"fc8.weight": [3e-5, 2.9e-5]},
+                      "momentum": {"fc8.weight": [3e-5, 3e-5]}, "statistic": {}, "ambiguous": [{}, {"pool5": 21}]}}
+    checks = [{"tensor": "fc8.weight", "kind": "gradient", "rel_l2": 1.2e-3, "limit": 3e-5, "ok": False},
+              {"tensor": "fc8.weight", "kind": "momentum", "rel_l2": None, "limit": 3e-5, "ok": False,
+               "problem": "holds NaN"}]
+    doc["backends"][1]["status"] = "mismatch"
+    doc["backends"][1]["training"] = {
+        "losses": [6.9, 6.8], "data_losses": [6.9, 6.8],
+        "steps": [{"step": 1, "loss_rel_err": 1e-7, "loss_limit": 2e-5, "ok": True, "tensors": []},
+                  {"step": 2, "loss_rel_err": None, "loss_limit": 4e-5, "ok": False, "tensors": checks}],
+        "first_divergent": {"step": 2, "kind": "gradient", "tensor": "fc8.weight", "rel_l2": 1.2e-3, "limit": 3e-5}}
+    doc["backends"][0]["training"] = {"losses": [6.9, 6.8], "data_losses": [6.9, 6.8], "steps": [],
+                                      "first_divergent": None}
+    return doc
+
+
+def test_results_3_training_fields_round_trip_and_validate(tmp_path):
+    doc = _training_document(json.loads(CASES[0].read_text("utf-8")))
+    validate_results(doc)
+    typed = ResultsDocument.from_json(doc)
+    assert typed.to_json() == doc and typed.schema == SCHEMA_ID == "alexbench.results/3"
+    torch = typed.entry(doc["backends"][1]["name"]).training
+    assert torch.first_divergent.tensor == "fc8.weight" and torch.steps[1].tensors[1].problem == "holds NaN"
+    assert typed.training.tolerance.parameter == {"fc8.weight": [3e-5, 2.9e-5]} and typed.training.batch == 8
+    assert read_document(write_results(typed, tmp_path / "r.json")).to_json() == doc
+    # An inference document has no training keys at all.
+    assert "training" not in ResultsDocument.from_json(json.loads(CASES[0].read_text("utf-8"))).to_json()
+
+
+def test_results_3_rejects_an_unknown_tensor_kind():
+    import jsonschema
+
+    doc = _training_document(json.loads(CASES[0].read_text("utf-8")))
+    doc["backends"][1]["training"]["steps"][1]["tensors"][0]["kind"] = "weights"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_results(doc)
+
+
+@pytest.mark.parametrize("version", SCHEMA_IDS)
+def test_every_version_this_code_reads_validates(version):
+    doc = json.loads(RESULTS_1.read_text("utf-8")) | {"schema": version}
+    validate_results(doc)
+    assert ResultsDocument.from_json(doc).schema == version
