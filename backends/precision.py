@@ -10,8 +10,10 @@ model. Pure data: nothing here imports a framework.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from ..spec import Layer
+if TYPE_CHECKING:  # the bench worker imports this before NumPy may load (bench_entry.apply_job_env)
+    from ..spec import Layer
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}

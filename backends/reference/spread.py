@@ -151,12 +151,12 @@ def spread_train_step(spec: ModelSpec, main: State, shadow: State | None, x: np.
     ambiguous decision."""
     weights, x, labels, masks = prepare_step(spec, main.weights, x, labels, masks)
     errors = input_errors(spec, len(x))
-    tape, data_loss, dout = forward_loss(spec, weights, x, labels, masks)
+    tape, data_loss, dout, start = forward_loss(spec, weights, x, labels, masks)
     kinks = find_kinks(spec, tape, errors)
     # The shadow's forward is the main one while their states are equal: its backward differs from the topmost
     # kink down only, and starts there from the main backward's signal.
     top = max(kinks, default=None) if shadow is None else None
-    raw, kept = backward(spec, weights, tape, dout, keep=top)
+    raw, kept = backward(spec, weights, tape, dout, start, keep=top)
     loss, grads = with_penalties(spec, weights, data_loss, raw)
     stats = statistics(spec, weights, tape)
     new_weights, new_buffers = training.sgd_update(spec.training, weights, grads, main.buffers)
@@ -176,8 +176,8 @@ def spread_train_step(spec: ModelSpec, main: State, shadow: State | None, x: np.
         new_shadow = State({**new_weights, **{name: s_weights[name] for name in changed}},
                            {**new_buffers, **s_buffers}) if changed else None
     else:
-        s_tape, s_data_loss, s_dout = forward_loss(spec, shadow.weights, x, labels, masks)
-        s_raw, _ = backward(spec, shadow.weights, flipped(s_tape, find_kinks(spec, s_tape, errors)), s_dout)
+        s_tape, s_data_loss, s_dout, _ = forward_loss(spec, shadow.weights, x, labels, masks)
+        s_raw, _ = backward(spec, shadow.weights, flipped(s_tape, find_kinks(spec, s_tape, errors)), s_dout, start)
         s_loss, s_grads = with_penalties(spec, shadow.weights, s_data_loss, s_raw)
         s_weights, s_buffers = training.sgd_update(spec.training, shadow.weights, s_grads, shadow.buffers)
         s_weights.update(statistics(spec, shadow.weights, s_tape))

@@ -5,8 +5,8 @@ One step (semantics in spec/training.py, PyTorch's where frameworks differ):
     forward in training mode, keeping what each backward reads (``Saved``): batch norm normalises with the
         batch statistics and updates its running ones, dropout applies the harness' keep mask; every other
         op is its inference handler (forward.py)
-    loss: cross-entropy on the logits, or on the probabilities when the network ends in softmax, plus the
-        spec's l2 penalties
+    loss: cross-entropy on the logits (when the network ends in softmax, -log p[label] computed from the
+        softmax's input), plus the spec's l2 penalties
     backward: one handler per op in ``BACKWARD``, the derivative of the formula in spec/ops.py
     SGD: coupled weight decay, PyTorch's momentum buffer, nesterov
 
@@ -236,24 +236,16 @@ def backward_layer(layer: Layer, dy: np.ndarray, weights: Weights, saved: Saved)
 
 # ---------------------------------------------------------------- loss
 
-def cross_entropy(out: np.ndarray, labels: np.ndarray, loss_on: str) -> tuple[float, np.ndarray]:
-    """(mean cross-entropy, its gradient with respect to ``out``). On "logits": logsumexp(z) - z[label]; on
-    "probabilities": -log p[label], unclipped (a zero probability gives inf, as it is)."""
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """(mean cross-entropy logsumexp(z) - z[label], its gradient with respect to the logits ``z``)."""
     n = len(labels)
     rows = np.arange(n)
-    if loss_on == "logits":
-        shifted = out - out.max(axis=1, keepdims=True)
-        log_sum = np.log(np.exp(shifted).sum(axis=1))
-        loss = float(np.mean(log_sum - shifted[rows, labels]))
-        dout = np.exp(shifted - log_sum[:, None])
-        dout[rows, labels] -= 1.0
-        return loss, dout / n
-    picked = out[rows, labels]
-    with np.errstate(divide="ignore"):
-        loss = float(np.mean(-np.log(picked)))
-        dout = np.zeros_like(out)
-        dout[rows, labels] = -1.0 / (n * picked)
-    return loss, dout
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_sum = np.log(np.exp(shifted).sum(axis=1))
+    loss = float(np.mean(log_sum - shifted[rows, labels]))
+    dlogits = np.exp(shifted - log_sum[:, None])
+    dlogits[rows, labels] -= 1.0
+    return loss, dlogits / n
 
 
 # ---------------------------------------------------------------- one step
@@ -291,11 +283,18 @@ def penalties(spec: ModelSpec, weights: Weights) -> tuple[float, dict[str, np.nd
 
 
 def forward_loss(spec: ModelSpec, weights: Weights, x: np.ndarray, labels: np.ndarray,
-                 masks: dict[str, np.ndarray]) -> tuple[list[Saved], float, np.ndarray]:
-    """The training forward's tape, the data loss, and its gradient with respect to the network's output."""
+                 masks: dict[str, np.ndarray]) -> tuple[list[Saved], float, np.ndarray, int]:
+    """The training forward's tape, the data loss, its gradient with respect to the logits, and where the
+    backward starts (``backward``'s ``start``). A network ending in softmax has the loss -log p[label]
+    computed from the softmax's input as logsumexp(z) - z[label]: the same function, which even float64
+    cannot underflow to -log 0 once a run diverges; the softmax's own backward is then skipped."""
     tape = forward_train(spec, weights, x, masks)
-    data_loss, dout = cross_entropy(tape[-1].y, labels, spec.loss_on)
-    return tape, data_loss, dout
+    if spec.loss_on == "probabilities":
+        logits = tape[-2].y if len(tape) > 1 else x
+        data_loss, dlogits = cross_entropy(logits, labels)
+        return tape, data_loss, dlogits, len(spec.layers) - 1
+    data_loss, dlogits = cross_entropy(tape[-1].y, labels)
+    return tape, data_loss, dlogits, len(spec.layers)
 
 
 def backward(spec: ModelSpec, weights: Weights, tape: list[Saved], dy: np.ndarray, start: int | None = None,
@@ -336,8 +335,8 @@ def loss_and_gradients(spec: ModelSpec, weights: Weights, x: np.ndarray, labels:
                        masks: dict[str, np.ndarray]) -> Gradients:
     """Forward in training mode, the loss, and every trainable tensor's gradient (inputs already checked,
     float64: see ``check_training_inputs``)."""
-    tape, data_loss, dout = forward_loss(spec, weights, x, labels, masks)
-    loss, grads = with_penalties(spec, weights, data_loss, backward(spec, weights, tape, dout)[0])
+    tape, data_loss, dout, start = forward_loss(spec, weights, x, labels, masks)
+    loss, grads = with_penalties(spec, weights, data_loss, backward(spec, weights, tape, dout, start)[0])
     return Gradients(loss, data_loss, grads, statistics(spec, weights, tape))
 
 

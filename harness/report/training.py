@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from ...spec import ModelSpec
+from ..train.table import kinks_text
 from .blocks import Block, Cell, Facts, Figure, Section, Table
 from .charts import Point, Series, color_for, line_chart
 from .markup import fmt_num, fmt_sci
@@ -53,6 +54,9 @@ def _settings(run: Run) -> list[tuple[str, Any]]:
     derivation = (t.get("tolerance") or {}).get("derivation")
     if derivation:
         facts.append(("tolerance", derivation))
+    kinks = kinks_text((t.get("tolerance") or {}).get("ambiguous") or [])
+    if kinks:
+        facts.append(("kinks within float32's error (their spread widens the limits)", kinks))
     return facts
 
 

@@ -22,14 +22,20 @@ def _settings_line(t: dict) -> str:
     return line
 
 
-def _kinks(ambiguous: list[dict]) -> list[str]:
-    """Which steps had ReLU or max-pool decisions within float32's error, whose spread widened the limits."""
+def kinks_text(ambiguous: list[dict]) -> str | None:
+    """The steps and layers whose ReLU or max-pool decisions lay within float32's error (their spread widened
+    the limits), with how many: "step 1: pool2 166, pool5 2,376; step 3: relu3 2"; None when there were none."""
     steps = [f"step {k}: " + ", ".join(f"{layer} {n:,}" for layer, n in counts.items())
              for k, counts in enumerate(ambiguous, start=1) if counts]
-    if not steps:
+    return "; ".join(steps) or None
+
+
+def _kinks(ambiguous: list[dict]) -> list[str]:
+    text = kinks_text(ambiguous)
+    if text is None:
         return []
     return ["kinks within float32's error (ReLU inputs near 0, max-pool near-ties; the oracle's spread over both "
-            "choices widens the limits of the tensors they reach): " + "; ".join(steps)]
+            "choices widens the limits of the tensors they reach): " + text]
 
 
 def _losses(doc: dict) -> list[str]:

@@ -18,6 +18,7 @@ from alexbench.backends.reference.training import (
     backward_layer,
     cross_entropy,
     forward_layer,
+    forward_loss,
     forward_train,
     loss_and_gradients,
     penalties,
@@ -127,28 +128,38 @@ def test_cases_cover_every_backward():
 
 # ---------------------------------------------------------------- the loss
 
-@pytest.mark.parametrize("loss_on", ["logits", "probabilities"])
-def test_cross_entropy_gradient(loss_on):
+def test_cross_entropy_gradient():
     rng = np.random.default_rng(3)
     labels = np.array([2, 0, 4])
-    out = rng.standard_normal((3, 5))
-    if loss_on == "probabilities":  # -log p bends sharply near 0: normalised logits of std 1 keep p >> EPS
-        out = np.exp(out) / np.exp(out).sum(axis=1, keepdims=True)
-    _, dout = cross_entropy(out, labels, loss_on)
-    numeric = central_differences(lambda: cross_entropy(out, labels, loss_on)[0], {"out": out})
-    assert_close(relative_errors({"out": dout}, numeric), f"cross-entropy on {loss_on}")
+    logits = rng.standard_normal((3, 5))
+    _, dlogits = cross_entropy(logits, labels)
+    numeric = central_differences(lambda: cross_entropy(logits, labels)[0], {"logits": logits})
+    assert_close(relative_errors({"logits": dlogits}, numeric), "cross-entropy")
 
 
 def test_cross_entropy_values():
-    # Logits [0, log 3] for label 1: logsumexp = log 4, loss = log 4 - log 3; the same as probabilities.
+    # Logits [0, log 3] for label 1: logsumexp = log 4, loss = log 4 - log 3, which is -log p[1] for p = [1/4, 3/4].
     logits = np.array([[0.0, np.log(3.0)], [1000.0, 1000.0]])  # the second row would overflow unshifted
-    loss, _ = cross_entropy(logits, np.array([1, 0]), "logits")
+    loss, _ = cross_entropy(logits, np.array([1, 0]))
     assert loss == pytest.approx((np.log(4 / 3) + np.log(2)) / 2, rel=1e-15)
-    loss, _ = cross_entropy(np.array([[0.25, 0.75], [0.5, 0.5]]), np.array([1, 0]), "probabilities")
-    assert loss == pytest.approx((np.log(4 / 3) + np.log(2)) / 2, rel=1e-15)
-    # Unclipped: a zero probability of the label is an infinite loss (Keras would clip to 1e-7).
-    loss, _ = cross_entropy(np.array([[0.0, 1.0]]), np.array([0]), "probabilities")
-    assert loss == np.inf
+
+
+def test_a_softmax_network_reads_its_loss_from_the_softmax_input_so_it_never_underflows():
+    # The label's probability exp(-800) underflows to 0 even in float64: -log p would be inf, the loss is 800.
+    spec = parse_spec(SOFTMAX_ONLY, file="softmax.yaml")
+    x = np.array([[[[0.0]], [[800.0]]]])
+    tape, loss, dlogits, start = forward_loss(spec, {}, x, np.array([0]), {})
+    assert tape[-1].y[0, 0] == 0.0 and loss == pytest.approx(800.0, rel=1e-15)
+    assert start == 1 and dlogits.tolist() == [[-1.0, 1.0]]  # p - onehot: the softmax's backward is skipped
+
+
+SOFTMAX_ONLY = """
+name: softmax-only
+input: [2, 1, 1]
+layers:
+  - {name: flatten, op: flatten}
+  - {name: softmax, op: softmax}
+"""
 
 
 # ---------------------------------------------------------------- whole specs
@@ -198,9 +209,11 @@ def whole_spec_errors(loss_on: str) -> dict[str, float]:
     result = loss_and_gradients(spec, weights, x, labels, masks)
     assert list(result.grads) == [k for k in spec.param_shapes() if "running" not in k]
 
-    def loss() -> float:  # forward only: the differences need no backward
-        return cross_entropy(forward_train(spec, weights, x, masks)[-1].y, labels, loss_on)[0] + penalties(
-            spec, weights)[0]
+    def loss() -> float:  # forward only, the loss written out independently: the differences need no backward
+        out = forward_train(spec, weights, x, masks)[-1].y
+        picked = out[np.arange(len(labels)), labels]
+        data = -np.log(picked) if loss_on == "probabilities" else np.log(np.exp(out).sum(axis=1)) - picked
+        return float(np.mean(data)) + penalties(spec, weights)[0]
 
     assert loss() == result.loss
     numeric = central_differences(loss, {k: weights[k] for k in result.grads})

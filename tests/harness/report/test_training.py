@@ -40,7 +40,8 @@ def training_doc() -> dict:
         "labels": {"source": "seeded, seed 0", "sha256": "ab" * 32},
         "masks": {"source": "seeded PCG64, seed 0", "layers": ["drop6", "drop7"], "sha256": "cd" * 32},
         "tolerance": {"derivation": "float32 rounding grown through the backward pass", "loss": 1e-6,
-                      "gradient": {}, "parameter": {}, "momentum": {}}}
+                      "gradient": {}, "parameter": {}, "momentum": {}, "statistic": {},
+                      "ambiguous": [{"pool5": 21}, {}, {"relu3": 2}]}}
     for b in doc["backends"]:
         name = b["name"]
         if name.startswith("onnx"):
@@ -98,6 +99,8 @@ def test_first_divergence_and_settings_are_stated(tmp_path):
             "cross_entropy, loss_on logits") in text
     assert "**steps**: 3 on one batch of 4" in text and "layers drop6, drop7" in text
     assert "![Loss after each step" in text and "(chart-loss-1.svg)" in text
+    assert ("**kinks within float32's error (their spread widens the limits)**: step 1: pool5 21; step 3: relu3 2"
+            in text)
 
 
 def test_a_document_without_training_has_no_training_section(tmp_path):
