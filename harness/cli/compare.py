@@ -105,9 +105,10 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-layers", dest="layers", action="store_false", help="compare the final output only")
     parser.add_argument("--train", action="store_true",
                         help="compare training instead of inference: --steps SGD steps on the same batch in every "
-                        "backend that trains (reference, torch, keras; ONNX runners are unsupported), with the spec's "
-                        "training settings and harness-drawn dropout masks, judged step by step: loss, every "
-                        "gradient (backward order), parameter, momentum buffer and batch-norm running statistic "
+                        "backend that trains (reference, torch, keras, keras-jax, keras-torch; ONNX runners are "
+                        "unsupported), with the spec's training settings and harness-drawn dropout masks, judged "
+                        "step by step: loss, every gradient (backward order), parameter, momentum buffer and "
+                        "batch-norm running statistic "
                         "against derived float32 limits (docs/training.md). Seeded inputs default to a batch of "
                         f"{DEFAULT_TRAIN_BATCH}, not the spec's batch_size (what it trained with): --batch changes it. "
                         "fp32 and specs only (no --precision, no --model)")
