@@ -20,6 +20,11 @@ def activation_to_canonical(x: np.ndarray) -> np.ndarray:
     return nhwc_to_nchw(x) if np.ndim(x) == 4 else np.asarray(x)
 
 
+def activation_from_canonical(x: np.ndarray) -> np.ndarray:
+    """The inverse: feature maps NCHW -> NHWC (e.g. a dropout mask for the Keras activation it multiplies)."""
+    return nchw_to_nhwc(x) if np.ndim(x) == 4 else np.ascontiguousarray(x)
+
+
 def need_rank(x: np.ndarray, rank: int, what: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != rank:

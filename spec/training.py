@@ -59,6 +59,11 @@ class TrainingSpec:
         """The decay a tensor feels per step in units of lr * w: coupled weight decay plus 2x of its l2."""
         return self.weight_decay + 2.0 * self.l2(tensor)
 
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> TrainingSpec:
+        """Back from ``settings()`` (a results file's), for ``describe``; keys it does not know are ignored."""
+        return cls(**{k: v for k, v in settings.items() if k in cls.__dataclass_fields__})
+
     def settings(self) -> dict[str, Any]:
         """The values a results file records (JSON)."""
         return {"optimizer": self.optimizer, "learning_rate": self.learning_rate, "momentum": self.momentum,

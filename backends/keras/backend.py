@@ -24,7 +24,7 @@ import numpy as np
 
 from ...spec import ModelSpec
 from ..base import OPSET, Backend, ExportUnsupported, RunOutput, TrainStep, Weights
-from ..layouts import activation_to_canonical, nchw_to_nhwc
+from ..layouts import activation_from_canonical, activation_to_canonical, nchw_to_nhwc
 from ..precision import canonical_precision
 from ..training_inputs import check_training_batch
 from . import layouts
@@ -116,31 +116,27 @@ class KerasBackend(Backend):
     # for where Keras' default differs from the spec's semantics (docs/training.md), overridable one at a time
     # (a test plants the Keras default back and sees the comparison catch it) ---
     trains: ClassVar[bool] = True
+    _trainer: Any = None  # training.KerasTrainer once start_training() has run
 
     def start_training(self) -> None:
         if canonical_precision(self.precision) != "fp32":
             raise ValueError(f"backend '{self.name}': training runs in fp32 only, received precision "
                              f"'{self.precision}' (valid: fp32)")
-        if len(self.spec.output_shape) != 1:
-            raise ValueError(f"backend '{self.name}', spec '{self.spec.name}': the cross-entropy needs an (N, "
-                             f"classes) output, the spec's is {list(self.spec.output_shape)} per image")
         from .training import KerasTrainer
 
         self._trainer = KerasTrainer(self)
 
     def train_step(self, x: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray],
                    readout: bool = True) -> TrainStep:
-        trainer = getattr(self, "_trainer", None)
-        if trainer is None:
+        if self._trainer is None:
             raise RuntimeError(f"backend '{self.name}': train_step before start_training")
-        x_nhwc = self._input(x)
-        return trainer.step(x_nhwc, *self._checked(labels, masks, len(x)), readout)
+        return self._trainer.step(self._input(x), *self._checked(labels, masks, len(x)), readout)
 
     def _checked(self, labels: np.ndarray, masks: dict[str, np.ndarray], batch: int) -> tuple[np.ndarray, list]:
         """The checked labels, and the keep masks in the training model's input order (spec order), each in
         its Keras layout."""
         labels, masks = check_training_batch(f"backend '{self.name}'", self.spec, batch, labels, masks)
-        return labels, [layouts.mask_to_keras(np.asarray(masks[layer.name], dtype=np.float32))
+        return labels, [activation_from_canonical(np.asarray(masks[layer.name], dtype=np.float32))
                         for layer in self.spec.layers if layer.op == "dropout"]
 
     def make_optimizer(self):
@@ -172,10 +168,8 @@ class KerasBackend(Backend):
         return 1.0 - layer.attrs["momentum"]
 
     def running_var_correction(self, n: int) -> float:
-        """Keras stores the biased batch variance; torch (the spec) the unbiased one, over n = N*H*W values."""
-        if n < 2:
-            raise ValueError(f"backend '{self.name}': batch norm in training needs more than one value per "
-                             f"channel (N*H*W), received {n}")
+        """Keras stores the biased batch variance; torch (the spec) the unbiased one, over n = N*H*W values
+        (n >= 2: check_training_batch refuses a batch with fewer)."""
         return n / (n - 1)
 
     def canonical_gradient(self, layer, param: str, array: np.ndarray) -> np.ndarray:

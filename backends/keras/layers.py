@@ -10,6 +10,8 @@ Importing this module imports keras: set ``KERAS_BACKEND`` before (``runtime.imp
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -152,7 +154,6 @@ class TorchAdaptiveAveragePooling2D(keras.layers.Layer):
         return {**super().get_config(), "output_size": self.output_size}
 
 
-
 # --- training only (training.py): the layers whose training form differs from Keras' own ---
 
 @serializable
@@ -188,11 +189,9 @@ class TorchStatisticsBatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not training:
             return super().call(inputs, training=training, mask=mask)
-        axes = [a for a in range(len(inputs.shape)) if a != len(inputs.shape) - 1]
+        axes = list(range(len(inputs.shape) - 1))  # all but the channels (last)
         mean, variance = ops.moments(inputs, axes=axes)
-        n = 1
-        for a in axes:  # static: the batch size is known when the step runs
-            n *= int(inputs.shape[a])
+        n = math.prod(int(inputs.shape[a]) for a in axes)  # static: the batch size is known when the step runs
         unbiased = ops.stop_gradient(variance) * self.variance_correction(n)
         m = self.momentum  # Keras' convention: the weight of the old value
         self.moving_mean.assign(self.moving_mean * m + ops.stop_gradient(mean) * (1.0 - m))

@@ -28,7 +28,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..layouts import nchw_to_nhwc, need_rank, nhwc_to_nchw
+from ..layouts import need_rank, nhwc_to_nchw
 
 # Keras' Permute dims (1-based, batch excluded) taking NHWC to NCHW: the layer placed before
 # every Flatten so that it flattens in C, H, W order.
@@ -95,8 +95,3 @@ def canonical_weights_from_keras(op: str, layer: str, params: list[str],
         raise ValueError(f"layer '{layer}' ({op}): Keras gave {len(arrays)} arrays, "
                          f"expected {len(order)} ({', '.join(order)})")
     return {f"{layer}.{p}": canonical_from_keras(op, p, a) for p, a in zip(order, arrays)}
-
-
-def mask_to_keras(mask: np.ndarray) -> np.ndarray:
-    """A dropout keep mask in the layout of the Keras activation it multiplies: maps NCHW -> NHWC."""
-    return nchw_to_nhwc(mask) if np.ndim(mask) == 4 else np.ascontiguousarray(mask)

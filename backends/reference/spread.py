@@ -39,7 +39,7 @@ from ..base import TrainStep, Weights
 from ..precision import FP32_ROUNDING, float32_sums
 from . import training  # training.sgd_update looked up per call: a test may plant a wrong update there
 from .forward import pad
-from .training import Saved, _offsets, backward, forward_loss, prepare_step, statistics, trainable, with_penalties
+from .training import Saved, backward, forward_loss, kernel_offsets, prepare_step, statistics, trainable, with_penalties
 
 # How many standard deviations of the difference of two float32 errors a margin must exceed to be decisive
 # (the same 3 as compare's top-k criterion, harness/compare/precision.py MARGIN_SIGMAS).
@@ -101,7 +101,7 @@ def top_two(xpad: np.ndarray, offsets: list[tuple[int, int, tuple[slice, slice]]
 def maxpool2d_kinks(layer: Layer, saved: Saved, error: float) -> Kinks:
     a = layer.attrs
     xpad = pad(saved.x, floor_mode_padding(a, layer.input_shape), -np.inf)
-    first, top, runner, second = top_two(xpad, list(_offsets(a["kernel"], a["stride"], saved.y.shape[2:])))
+    first, top, runner, second = top_two(xpad, list(kernel_offsets(a["kernel"], a["stride"], saved.y.shape[2:])))
     tau = KINK_SIGMAS * math.sqrt(2.0) * error * np.maximum(np.abs(top), _rms(saved.x))
     ambiguous = (top - second < tau) & ~((top == 0) & (second == 0))
     return Kinks(int(ambiguous.sum()), {"route": np.where(ambiguous, runner, first)})

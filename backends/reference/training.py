@@ -85,7 +85,7 @@ def forward_layer(layer: Layer, x: np.ndarray, weights: Weights, masks: dict[str
 
 # ---------------------------------------------------------------- backward, one per op
 
-def _offsets(kernel: tuple[int, int], stride: tuple[int, int],
+def kernel_offsets(kernel: tuple[int, int], stride: tuple[int, int],
              out_hw: tuple[int, int]) -> Iterator[tuple[int, int, tuple[slice, slice]]]:
     """For each kernel offset (u, v), row-major: the (rows, columns) of the padded input that offset
     reads in every window, as strided slices (window (i, j) reads xpad[i*sH + u, j*sW + v])."""
@@ -120,7 +120,7 @@ def conv2d_backward(dy: np.ndarray, layer: Layer, p: Params, saved: Saved) -> tu
         # then each kernel offset adds its block to the strided slice of the input it read.
         w_g = p["weight"][out_g].transpose(2, 3, 1, 0).reshape(kh * kw * cg, og)
         dcols = (w_g @ dy_g.T).reshape(kh, kw, cg, n, oh, ow)
-        for u, v, (rows, cols) in _offsets(a["kernel"], a["stride"], (oh, ow)):
+        for u, v, (rows, cols) in kernel_offsets(a["kernel"], a["stride"], (oh, ow)):
             dxpad[:, in_g, rows, cols] += dcols[u, v].transpose(1, 0, 2, 3)
     grads = {"weight": dw}
     if "bias" in p:
@@ -161,7 +161,7 @@ def maxpool2d_backward(dy: np.ndarray, layer: Layer, p: Params, saved: Saved) ->
     a = layer.attrs
     padding = floor_mode_padding(a, layer.input_shape)  # the forward's -inf padding (ceil mode included)
     xpad = pad(saved.x, padding, -np.inf)
-    offsets = list(_offsets(a["kernel"], a["stride"], dy.shape[2:]))
+    offsets = list(kernel_offsets(a["kernel"], a["stride"], dy.shape[2:]))
     # Each window's gradient goes to its first maximum; a shadow step (spread.py) gives its own "route".
     route = saved.extra["route"] if "route" in saved.extra else first_max_offset(xpad, offsets)
     dxpad = np.zeros_like(xpad)
@@ -175,7 +175,7 @@ def avgpool2d_backward(dy: np.ndarray, layer: Layer, p: Params, saved: Saved) ->
     kh, kw = a["kernel"]
     dxpad = np.zeros_like(pad(saved.x, a["padding"], 0.0))
     share = dy / (kh * kw)  # padded zeros count in the divisor
-    for _, _, (rows, cols) in _offsets(a["kernel"], a["stride"], dy.shape[2:]):
+    for _, _, (rows, cols) in kernel_offsets(a["kernel"], a["stride"], dy.shape[2:]):
         dxpad[:, :, rows, cols] += share
     return _unpad(dxpad, a["padding"], saved.x.shape[2:]), {}
 
@@ -334,7 +334,7 @@ def with_penalties(spec: ModelSpec, weights: Weights, data_loss: float,
 def loss_and_gradients(spec: ModelSpec, weights: Weights, x: np.ndarray, labels: np.ndarray,
                        masks: dict[str, np.ndarray]) -> Gradients:
     """Forward in training mode, the loss, and every trainable tensor's gradient (inputs already checked,
-    float64: see ``check_training_inputs``)."""
+    float64: see ``prepare_step``)."""
     tape, data_loss, dout, start = forward_loss(spec, weights, x, labels, masks)
     loss, grads = with_penalties(spec, weights, data_loss, backward(spec, weights, tape, dout, start)[0])
     return Gradients(loss, data_loss, grads, statistics(spec, weights, tape))
@@ -383,24 +383,19 @@ def zero_buffers(spec: ModelSpec) -> dict[str, np.ndarray]:
     """The momentum buffers before the first step: zeros per trainable tensor, none when momentum is 0."""
     if not spec.training.momentum:
         return {}
-    return {f"{layer.name}.{p}": np.zeros(param.shape) for layer in spec.layers
-            for p, param in layer.params.items() if param.trainable}
-
-
-def check_training_inputs(spec: ModelSpec, x: np.ndarray, labels: np.ndarray,
-                          masks: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """x, labels and masks checked against the spec, as float64 / int64 / float64; one-line errors."""
-    x = check_input(spec, x)
-    labels, masks = check_training_batch("reference", spec, len(x), labels, masks)
-    return x, labels, {name: np.asarray(mask, dtype=np.float64) for name, mask in masks.items()}
+    shapes = spec.param_shapes()
+    return {name: np.zeros(shapes[name]) for name in trainable(spec)}
 
 
 def prepare_step(spec: ModelSpec, weights: Weights, x: np.ndarray, labels: np.ndarray,
                  masks: dict[str, np.ndarray]) -> tuple[Weights, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Weights, x, labels and masks checked against the spec; weights and x as float64, once, not per use."""
+    """Weights, x, labels and masks checked against the spec (one-line errors); weights, x and masks as float64,
+    labels as int64, once, not per use."""
     check_weights(spec, weights)
-    x, labels, masks = check_training_inputs(spec, x, labels, masks)
-    return {name: np.asarray(w, dtype=np.float64) for name, w in weights.items()}, x, labels, masks
+    x = check_input(spec, x)
+    labels, masks = check_training_batch("reference", spec, len(x), labels, masks)
+    return ({name: np.asarray(w, dtype=np.float64) for name, w in weights.items()}, x, labels,
+            {name: np.asarray(mask, dtype=np.float64) for name, mask in masks.items()})
 
 
 def reference_train_step(spec: ModelSpec, weights: Weights, buffers: dict[str, np.ndarray], x: np.ndarray,

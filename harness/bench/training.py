@@ -47,8 +47,8 @@ def training_macs(spec: ModelSpec) -> int:
 def skip_reason(cls: type, precision: str, compiled: bool) -> str | None:
     """Why a backend class's training step is not timed in this combination, or None (the inference
     reasons, device and declared precisions, are checked before this)."""
-    if not getattr(cls, "trains", False):
-        return getattr(cls, "no_train_reason", None) or "it does not train"
+    if not cls.trains:
+        return cls.no_train_reason
     if precision != PRECISION:
         return PRECISION_REASON
     if compiled:

@@ -9,16 +9,15 @@ import math
 from typing import Any
 
 from ...spec import ModelSpec
+from ...spec.training import TrainingSpec, describe
 from ..train.table import kinks_text
 from .blocks import Block, Cell, Facts, Figure, Section, Table
 from .charts import Point, Series, color_for, line_chart
 from .markup import fmt_num, fmt_sci
 from .model import Results, Run
 
+
 # The settings a run lists, in this order (TrainingSpec.settings() plus loss_on).
-SETTINGS = ("optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "loss", "loss_on")
-
-
 def training_runs(results: Results) -> list[Run]:
     return [run for run in results.compare_runs if run.doc.get("training")]
 
@@ -42,9 +41,7 @@ def training_section(spec: ModelSpec, results: Results, everyone: list[str]) -> 
 def _settings(run: Run) -> list[tuple[str, Any]]:
     t = run.doc["training"]
     s = t.get("settings") or {}
-    opt = ", ".join(f"{k} {_value(s[k])}" for k in SETTINGS if k in s)
-    if s.get("penalties"):
-        opt += "; l2 " + ", ".join(f"{name} {v:g}" for name, v in s["penalties"].items())
+    opt = describe(TrainingSpec.from_settings(s), loss_on=s.get("loss_on"))
     if s.get("declared") is False:
         opt += " (the spec has no training section: defaults)"
     facts: list[tuple[str, Any]] = [
@@ -63,12 +60,6 @@ def _settings(run: Run) -> list[tuple[str, Any]]:
 def _masks(masks: dict[str, Any]) -> str:
     layers = masks.get("layers") or []
     return f"{masks.get('source', '?')}; " + (f"layers {', '.join(layers)}" if layers else "no dropout layer")
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _backend_row(run: Run, b: dict[str, Any]) -> list[Cell | str]:

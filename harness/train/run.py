@@ -160,12 +160,12 @@ def run_train(cfg: CompareConfig, progress: Progress = lambda msg: None) -> dict
         def finished(name: str, result: WorkerResult) -> None:
             counts["ended"] += 1
             progress(f"{name}: {result.status} in {result.elapsed_s:.1f} s ({counts['ended']}/{len(planned)} done)")
-            train = (result.result or {}).get("train")
-            if result.status == "ok" and train is None:  # a worker that ran inference: not this run's
-                entries[name] = failed_entry(name, "train", "the worker returned no training steps")
-                return
             if result.status != "ok":
                 entries[name] = backend_entry(name, result, spec)
+                return
+            train = (result.result or {}).get("train")
+            if train is None:  # a worker that ran inference: not this run's
+                entries[name] = failed_entry(name, "train", "the worker returned no training steps")
                 return
             runs[name] = TrainRun.from_result(result.job_dir, train)
             r = result.result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...spec.training import TrainingSpec, describe
 from ..compare.table import aligned_table, shape_text
 from .judge import divergence_text
 
@@ -13,10 +14,8 @@ def _settings_line(t: dict) -> str:
     trained = (f"the spec trained with batch_size {s['batch_size']}; --batch changes it" if s.get("batch_size")
                else "--batch changes it")
     line = (f"training: {t['steps']} SGD step{'s' * (t['steps'] != 1)} on the same batch of {t['batch']} ({trained}); "
-            f"lr {s['learning_rate']:g}, momentum {s['momentum']:g}{', nesterov' if s.get('nesterov') else ''}, "
-            f"weight decay {s['weight_decay']:g} (coupled), {s['loss']} on the {s.get('loss_on', 'logits')}")
-    if s.get("penalties"):
-        line += "; l2 penalties: " + ", ".join(f"{k} {v:g}" for k, v in s["penalties"].items())
+            # the batch size the spec trained with is said just before
+            + describe(TrainingSpec.from_settings(s | {"batch_size": None}), loss_on=s.get("loss_on")))
     if not s.get("declared", True):
         line += " (the spec has no training section: these are the defaults)"
     return line

@@ -95,8 +95,8 @@ def test_first_divergence_and_settings_are_stated(tmp_path):
             in text)
     assert "| torch | 3 | 6.8925 | ✅ none — *every step within tolerance* |" in text
     assert "| onnx-torch |  |  | ⚠️ unsupported — *ONNX Runtime runs inference only* |" in text
-    assert ("optimizer sgd, learning_rate 0.01, momentum 0.9, nesterov no, weight_decay 0.0005, loss "
-            "cross_entropy, loss_on logits") in text
+    assert ("**settings**: sgd, learning rate 0.01, momentum 0.9, weight decay 0.0005 (coupled), batch size 128, "
+            "loss cross_entropy on the logits") in text
     assert "**steps**: 3 on one batch of 4" in text and "layers drop6, drop7" in text
     assert "![Loss after each step" in text and "(chart-loss-1.svg)" in text
     assert ("**kinks within float32's error (their spread widens the limits)**: step 1: pool5 21; step 3: relu3 2"

@@ -72,8 +72,8 @@ def test_planted_training_bugs_fail_naming_the_first_divergent_tensor(training_p
             f"{scaled['limit']:.1e})") in doc["verdict"]["summary"]
     # The table: the header, one loss per step per backend, the verdict.
     assert ("training: 2 SGD steps on the same batch of 8 (the spec trained with batch_size 32; --batch changes "
-            "it); lr 0.05, momentum 0.9, weight decay 0.0005 (coupled), cross_entropy on the logits; l2 penalties: "
-            "conv1.weight 0.0005") in out
+            "it); sgd, learning rate 0.05, momentum 0.9, weight decay 0.0005 (coupled), loss cross_entropy on the "
+            "logits; l2 0.0005 on conv1.weight") in out
     block = out.split("loss per step (data loss plus penalties):\n")[1].split("\n\n")[0].splitlines()
     assert block[0].split() == ["loss", "step", "1", "step", "2"]
     assert [row.split()[0] for row in block[2:]] == ["reference", "f32-storage", "scaled-gradient", "decoupled-decay"]
