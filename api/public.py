@@ -12,7 +12,7 @@ import math
 import re
 from os import PathLike
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from .harness.errors import UsageError
 from .harness.results.model import BenchDocument, CompareDocument, ResultsDocument
@@ -31,7 +31,7 @@ def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, mo
             profile: str = "default", atol: float | None = None, rtol: float | None = None,
             rel_l2: float | None = None, layers: bool = True, timeout_s: float = 600, save_dir: PathArg | None = None,
             cache_dir: PathArg | None = None, precision: str = "fp32", train: bool = False,
-            steps: int | None = None, labels: PathArg | None = None,
+            steps: int | None = None, labels: PathArg | None = None, python: Mapping[str, PathArg] | None = None,
             progress: Progress | None = None) -> CompareResult:
     """Run the float64 reference and every backend (plus the ONNX runs of their exports when ``onnx``)
     on one batch with the same weights and judge them; what ``alexbench compare`` does.
@@ -55,7 +55,14 @@ def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, mo
     (seeded inputs: 8 by default) with the spec's training settings, labels from ``labels`` (a .npy file of
     one integer class per input; default seeded), every backend that trains judged step by step against
     the float64 reference; ``.entry(name).training`` holds its losses and checks, ``.training`` the
-    settings and derived limits. fp32 and specs only (no ``model``)."""
+    settings and derived limits. fp32 and specs only (no ``model``).
+
+    ``python``: backend name -> the interpreter of another Python environment to run that backend's worker
+    in (``compare --python``), e.g. ``{"torch": "/opt/torch-2.4/bin/python"}``: it needs Python >= 3.10,
+    numpy and the backend's framework there, not alexbench. Each entry's ``environment["interpreter"]``
+    says where it ran (executable, version, prefix, package versions). An interpreter that is missing,
+    crashes, is too old or lacks a package fails that backend (its entry's ``error`` says why, exit code 3);
+    a name that is not a backend of the run raises UsageError."""
     from .backends.precision import UnknownPrecision, canonical_precision
     from .harness.compare.metrics import PROFILES
 
@@ -80,6 +87,7 @@ def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, mo
     array = inputs if hasattr(inputs, "__array__") else None
     files = [] if inputs is None or array is not None else [
         str(_path("inputs", p)) for p in _sequence("inputs", inputs)]
+    interpreters = _interpreters(python)
     progress = _progress(progress)
 
     from .backends.registry import UnknownBackend
@@ -94,7 +102,7 @@ def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, mo
                         rel_l2=rel_l2, layers=bool(layers), timeout_s=float(timeout_s),
                         save_dir=_opt_path("save_dir", save_dir), cache_dir=_opt_path("cache_dir", cache_dir),
                         precision=precision, train=bool(train), steps=steps,
-                        labels=_opt_path("labels", labels))
+                        labels=_opt_path("labels", labels), python=interpreters)
     check_train_options(cfg)
     try:
         doc = run_train(cfg, progress) if cfg.train else run_compare(cfg, progress)
@@ -103,7 +111,8 @@ def compare(spec: Any = None, backends: Sequence[str] | str | None = None, *, mo
     return CompareDocument.from_json(doc)
 
 
-def bench(spec: Any = "alexnet-owt", backends: Sequence[str] | str = ("torch", "keras", "onnx-torch", "onnx-keras"),
+def bench(spec: Any = "alexnet-owt",
+          backends: Sequence[str] | str = ("torch", "keras", "onnx-torch", "onnx-keras", "openvino-torch", "litert"),
           *, batch_sizes: Sequence[int] = (1, 8, 64), device: str = "auto", precisions: Sequence[str] = ("float32",),
           compiled: str | None = None, warmup: int | None = None, min_time_s: float | None = None,
           min_reps: int | None = None, threads: int | None = None, seed: int = 0, weights: PathArg | None = None,
@@ -263,6 +272,16 @@ def _backend_names(backends: Any) -> list[str]:
         except UnknownBackend as exc:
             raise UsageError(f"backends: {exc}") from exc
     return names
+
+
+def _interpreters(python: Any) -> dict[str, str]:
+    if python is None:
+        return {}
+    if not isinstance(python, Mapping) or not all(isinstance(k, str) and isinstance(v, (str, PathLike))
+                                                  for k, v in python.items()):
+        raise UsageError(f"python: expected backend name -> interpreter path, e.g. {{'torch': "
+                         f"'/opt/torch-venv/bin/python'}}; received {python!r}")
+    return {name: str(path) for name, path in python.items()}
 
 
 def _spec_arg(spec: Any) -> str:

@@ -80,6 +80,9 @@ class Backend:
     onnx_exporter: ClassVar[str | None] = None
     onnx_export_packages: ClassVar[tuple[str, ...]] = ()
     onnx_source: ClassVar[str | None] = None
+    # Whether compare adds this runner by itself whenever its source backend runs (ONNX Runtime's do);
+    # one that is False runs only when named (OpenVINO's).
+    paired_by_default: ClassVar[bool] = True
     # Ops this backend cannot compute, each with the reason a user is shown (status
     # "unsupported", never a crash). Every other op of spec/ops.py must be in ``lowering()``.
     unsupported_ops: ClassVar[dict[str, str]] = {}

@@ -23,6 +23,9 @@ BUILTIN: dict[str, str] = {
     "keras-jax": "alexbench.backends.keras.backend:KerasOnJaxBackend",
     "onnx-torch": "alexbench.backends.onnxrt.backend:OnnxFromTorchBackend",
     "onnx-keras": "alexbench.backends.onnxrt.backend:OnnxFromKerasBackend",
+    "openvino-torch": "alexbench.backends.openvino.backend:OpenVinoFromTorchBackend",
+    "openvino-keras": "alexbench.backends.openvino.backend:OpenVinoFromKerasBackend",
+    "litert": "alexbench.backends.litert.backend:LiteRtBackend",
     "null": "alexbench.backends.null:NullBackend",
 }
 
@@ -30,7 +33,7 @@ BUILTIN: dict[str, str] = {
 # What runs when a user names no backend: the two frameworks alexbench compiles into (compare
 # adds the ONNX runs of their exports itself); bench times those runs explicitly.
 DEFAULT_COMPARE = ("torch", "keras")
-DEFAULT_BENCH = ("torch", "keras", "onnx-torch", "onnx-keras")
+DEFAULT_BENCH = ("torch", "keras", "onnx-torch", "onnx-keras", "openvino-torch", "litert")
 
 
 class UnknownBackend(ValueError):
@@ -66,16 +69,17 @@ def load_target(target: str):
 
 
 def onnx_runners() -> dict[str, str]:
-    """Native backend -> the backend that runs its ONNX export, from the runners' ``onnx_source``.
+    """Native backend -> the backend compare adds to run its ONNX export, from the runners'
+    ``onnx_source`` (runners that are only run when named, ``paired_by_default = False``, pair nothing).
     A plugin whose module cannot be imported here pairs nothing (its worker reports why)."""
     pairs = {}
     for name in available_backends():
         try:
-            source = load_backend_class(name).onnx_source
+            cls = load_backend_class(name)
         except Exception:
             continue
-        if source:
-            pairs.setdefault(source, name)
+        if cls.onnx_source and cls.paired_by_default:
+            pairs.setdefault(cls.onnx_source, name)
     return pairs
 
 
@@ -88,6 +92,7 @@ def onnx_source(name: str) -> str | None:
 FRAMEWORK_EXTRAS: dict[str, str] = {
     "torch": "torch", "tensorflow": "keras", "keras": "keras",
     "onnx": "onnx", "onnxscript": "onnx", "tf2onnx": "onnx", "onnxruntime": "onnx", "jax": "jax",
+    "openvino": "openvino", "ai_edge_litert": "litert",
 }
 
 

@@ -12,16 +12,11 @@ medians over runs of each row's median images/s and of the per-run ratios. int8'
 
 from __future__ import annotations
 
-import argparse
-import importlib.metadata
-import platform
-import re
 import statistics
 import time
 from collections import defaultdict
-from pathlib import Path
 
-from docs_section import DOCS, write_section  # a sibling: the scripts run as files
+from docs_section import bench_parser, machine_line, publish  # a sibling: the scripts run as files
 
 import alexbench
 from alexbench.backends.registry import load_backend_class
@@ -32,7 +27,8 @@ from alexbench.harness.workers.bench_entry import CALIBRATION_INPUTS
 
 SECTION = "## alexbench bench --precision (CPU)"
 BACKENDS = ("torch", "keras", "onnx-torch")
-WANTED = tuple(p for p in NAMES if p != TF32)  # float32, float16, bfloat16, int8
+WANTED = tuple(p for p in NAMES if p != TF32)
+FRAMEWORKS = ("torch", "tensorflow", "keras", "onnxruntime")  # float32, float16, bfloat16, int8
 
 
 def supported(backend: str) -> tuple[str, ...]:
@@ -58,29 +54,6 @@ def _median(values) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _version(module: str) -> str | None:
-    """The installed version, whichever distribution ships the module (onnxruntime or onnxruntime-gpu)."""
-    for dist in importlib.metadata.packages_distributions().get(module, [module]):
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def _machine(device_name: str, threads: int) -> str:
-    flags = set(re.findall(r"\b(avx512f|avx512_bf16|amx_bf16|avx2|avx_vnni|avx512_vnni)\b",
-                           Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""))
-    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    extras = sorted(flags - {"avx512f", "avx2"})
-    versions = ", ".join(f"{name} {_version(name)}" for name in ("torch", "tensorflow", "keras", "onnxruntime")
-                         if _version(name))
-    return (f"{device_name}, {threads} cores, {isa}" + (f" ({', '.join(extras)})" if extras else
-                                                        " (no bf16 or VNNI instructions)")
-            + f", a shared VM (other jobs run on it: figures are noisy); Python {platform.python_version()}, "
-            + versions)
-
-
 def render(runs: list[dict], spec: str, batch: int) -> str:
     by_key = defaultdict(list)
     for run in runs:
@@ -96,7 +69,7 @@ def render(runs: list[dict], spec: str, batch: int) -> str:
              f"warm-up runs, then repetitions until {m.min_time_s:g} s and {m.min_reps} runs. int8 (ONNX Runtime "
              f"static QDQ) is calibrated at build on {CALIBRATION_INPUTS} seeded images: that time is a column of "
              f"its own, never in the timed runs.", "",
-             f"Machine: {_machine(runs[0]['device_name'], runs[0]['threads'])}. "
+             f"Machine: {machine_line(runs[0]['device_name'], runs[0]['threads'], FRAMEWORKS)}. "
              f"Run at {time.strftime('%Y-%m-%d %H:%M')}; "
              f"other processes kept up to {busy:.1f} cores busy during a timed row.", "",
              "| backend | precision | images/s | vs float32 | int8 calibration |",
@@ -124,19 +97,11 @@ def render(runs: list[dict], spec: str, batch: int) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="whole bench runs (default 3)")
-    parser.add_argument("--spec", default="alexnet-owt")
+    parser = bench_parser(__doc__.split("\n\n")[0], SECTION)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--threads", type=int, help="default: every core")
-    parser.add_argument("--write-docs", action="store_true", help=f"write the '{SECTION}' section of {DOCS}")
     args = parser.parse_args()
     runs = [one_run(args.spec, args.batch, args.threads) for _ in range(args.runs)]
-    text = render(runs, args.spec, args.batch)
-    print(text)
-    if args.write_docs:
-        write_section(SECTION, text)
-        print(f"wrote '{SECTION}' in {DOCS}")
+    publish(SECTION, render(runs, args.spec, args.batch), args.write_docs)
     return 0
 
 

@@ -140,8 +140,11 @@ def load_weights(path: str | Path, spec: ModelSpec | None = None) -> Weights:
 
 
 def _read_safetensors(path: Path) -> Weights:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
+    try:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load
+    except ModuleNotFoundError:  # a worker in another environment (compare --python) has NumPy only
+        SafetensorError, load = ValueError, _load_with_numpy
 
     data = path.read_bytes()
     expected = "a safetensors file such as 'alexbench weights SPEC -o FILE' writes"
@@ -154,6 +157,28 @@ def _read_safetensors(path: Path) -> Weights:
     except (SafetensorError, ValueError, TypeError) as exc:
         raise SpecError(None, str(path), "not a readable safetensors file",
                         f"{len(data):,} bytes ({strip_ansi(str(exc))})", expected) from None
+
+
+# safetensors' dtype names -> NumPy's, little-endian (the format's byte order).
+_SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+                       "I8": "i1", "U8": "u1", "BOOL": "?"}
+
+
+def _load_with_numpy(data: bytes) -> Weights:
+    """safetensors' ``numpy.load`` with NumPy alone: an 8-byte header length, a JSON header (name ->
+    dtype, shape, byte offsets after the header), the tensors' bytes."""
+    size = struct.unpack("<Q", data[:8])[0]
+    out = {}
+    for name, entry in json.loads(data[8:8 + size]).items():
+        if name == "__metadata__":
+            continue
+        if entry.get("dtype") not in _SAFETENSORS_DTYPES:
+            raise ValueError(f"tensor '{name}' is {entry.get('dtype')}, which needs the safetensors package")
+        dtype = np.dtype(_SAFETENSORS_DTYPES[entry["dtype"]])
+        start, end = entry["data_offsets"]
+        out[name] = np.frombuffer(data, dtype, (end - start) // dtype.itemsize, 8 + size + start).reshape(
+            entry["shape"]).copy()
+    return out
 
 
 def _safetensors_truncation(data: bytes) -> str | None:

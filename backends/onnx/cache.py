@@ -1,18 +1,20 @@
-"""The ONNX export cache: one file per (spec, weights, exporter, versions), reused while valid.
+"""The export cache: one file per (spec, weights, exporter, versions), reused while valid. It holds
+the ONNX exports and, through the same functions, other converted files (LiteRT's ``.tflite``,
+backends/litert/convert.py): ``content_key`` and ``cached_file`` take any converter route and suffix.
 
 Key: sha256 over the spec's meaning (``spec.sha256``), the weights' sha256, the exporter's
 name and route, the framework and exporter versions, and alexbench's version. Versions are
 read from package metadata, so a lookup imports no framework (the harness calls it).
 
-Layout: ``<dir>/<spec>-<kind>-<key[:16]>.onnx`` plus ``.json`` beside it holding the file's
-sha256, size and the ExportInfo. An export stored with external-data files is inlined into
-one self-contained file (models under protobuf's 2 GiB limit, as AlexNet's 244 MB). The
-directory is ``$ALEXBENCH_CACHE_DIR`` or ``~/.cache/alexbench/onnx``.
+Layout: ``<dir>/<spec>-<kind>-<key[:16]>.onnx`` (or ``.tflite``) plus ``.json`` beside it holding
+the file's sha256, size and the ExportInfo (or the converter's facts). An export stored with
+external-data files is inlined into one self-contained file (models under protobuf's 2 GiB
+limit, as AlexNet's 244 MB). The directory is ``$ALEXBENCH_CACHE_DIR`` or ``~/.cache/alexbench/onnx``.
 
 Writes are atomic: a temporary file in the same directory, then ``os.replace``, the model
 first and the sidecar last, so a reader sees either no entry or a whole one. Concurrent
 exporters of the same key both succeed (the last rename wins; the files are equivalent), and
-``cached_export`` also holds an ``fcntl.flock`` on ``<entry>.lock`` so the second waits and
+``cached_file`` also holds an ``fcntl.flock`` on ``<entry>.lock`` so the second waits and
 reuses the first's file instead of exporting again. A hit checks size and sha256 against the
 sidecar; a truncated or altered file is deleted and reported as a miss, so it is rebuilt.
 
@@ -37,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from ...spec import ModelSpec, weights_sha256
 from ...spec.files import atomic_path, atomic_stream, atomic_write
@@ -83,20 +85,32 @@ def _version(package: str) -> str:
         return "absent"
 
 
-def cache_key(kind: str, spec: ModelSpec, weights_sha: str, opset: int = OPSET) -> str:
+def content_key(spec: ModelSpec, weights_sha: str, route: str, packages: Sequence[str], **settings: Any) -> str:
+    """The key of a file made from (spec, weights) by converter ``route`` with ``packages`` installed;
+    ``settings``: anything else the file depends on (an opset, a lowering's constants)."""
     from ...version import __version__
 
-    native = exporter_class(kind)
-    parts = {"spec": spec.sha256, "weights": weights_sha, "exporter": native.onnx_exporter, "opset": opset,
-             "alexbench": __version__, "versions": {p: _version(p) for p in native.onnx_export_packages}}
+    parts = {"spec": spec.sha256, "weights": weights_sha, "exporter": route, "alexbench": __version__,
+             "versions": {p: _version(p) for p in packages}, **settings}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def cache_key(kind: str, spec: ModelSpec, weights_sha: str, opset: int = OPSET) -> str:
+    native = exporter_class(kind)
+    return content_key(spec, weights_sha, str(native.onnx_exporter), native.onnx_export_packages, opset=opset)
+
+
+def file_path(kind: str, spec: ModelSpec, key: str, directory: str | Path | None = None,
+              suffix: str = ".onnx") -> Path:
+    """Where the cache keeps the file of ``kind`` (the native backend it comes from) with ``key``."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)
+    return cache_dir(directory) / f"{safe}-{kind}-{key[:16]}{suffix}"
 
 
 def entry_path(kind: str, spec: ModelSpec, weights_sha: str, directory: str | Path | None = None,
                opset: int = OPSET) -> Path:
     kind = export_kind(kind)
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)
-    return cache_dir(directory) / f"{safe}-{kind}-{cache_key(kind, spec, weights_sha, opset)[:16]}.onnx"
+    return file_path(kind, spec, cache_key(kind, spec, weights_sha, opset), directory)
 
 
 def _sidecar(path: Path) -> Path:
@@ -171,7 +185,7 @@ def store(kind: str, spec: ModelSpec, weights_sha: str, src: str | Path, info: d
     """Copy the exported file ``src`` into the cache (``src`` stays); return the cached path."""
     path = entry_path(kind, spec, weights_sha, directory)
     with _locked(path):
-        stored = _store(path, kind, spec, weights_sha, Path(src), info)
+        stored = _store(path, export_kind(kind), spec, weights_sha, Path(src), info)
     enforce_cap(stored.parent, keep=(stored,))
     return stored
 
@@ -185,7 +199,7 @@ def _store(path: Path, kind: str, spec: ModelSpec, weights_sha: str, src: Path, 
                 digest.update(chunk)
                 out.write(chunk)
 
-    inlined = _inlined(src)
+    inlined = _inlined(src) if path.suffix == ".onnx" else None
     if inlined is not None:
         atomic_write(path, inlined)
         sha = hashlib.sha256(inlined).hexdigest()
@@ -195,7 +209,7 @@ def _store(path: Path, kind: str, spec: ModelSpec, weights_sha: str, src: Path, 
         sha = digest.hexdigest()
     else:
         sha = file_sha256(path)
-    meta = {"sha256": sha, "size": path.stat().st_size, "kind": export_kind(kind), "spec": spec.name,
+    meta = {"sha256": sha, "size": path.stat().st_size, "kind": kind, "spec": spec.name,
             "spec_sha256": spec.sha256, "weights_sha256": weights_sha,
             "info": {k: v for k, v in (info or {}).items() if k != "path"}}
     text = json.dumps(meta, indent=1, default=str) + "\n"
@@ -213,22 +227,34 @@ def cached_export(kind: str, spec: ModelSpec, weights: Weights, directory: str |
 
     kind = export_kind(kind)
     w_sha = weights_sha256(weights)
-    path = entry_path(kind, spec, w_sha, directory, opset)
+
+    def export(tmp: Path) -> dict[str, Any]:
+        exporter = load_backend_class(kind)()
+        exporter.build(spec, weights)
+        return ExportInfo.from_json(exporter.export_onnx(tmp, opset)).to_json()
+
+    path, info, hit = cached_file(entry_path(kind, spec, w_sha, directory, opset), kind, spec, w_sha, export)
+    try:
+        return path, ExportInfo.from_json(info), hit
+    except TypeError:  # stored by the harness with a native backend's own export facts
+        return path, describe(path, spec, weights), hit
+
+
+def cached_file(path: Path, kind: str, spec: ModelSpec, weights_sha: str,
+                make: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict[str, Any], bool]:
+    """(path, info, hit): the valid cached file at ``path`` (from ``entry_path`` or ``file_path``), or
+    one that ``make(tmp)`` writes (returning its facts, kept in the sidecar) and the cache stores,
+    atomically and under the entry's lock, so concurrent makers of one key make it once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
         found = _lookup(path) if _sidecar(path).exists() else None
         if found is not None:
-            try:
-                return found.path, ExportInfo.from_json(found.info), True
-            except TypeError:  # stored by the harness with a native backend's own export facts
-                return found.path, describe(found.path, spec, weights), True
-        with atomic_path(path, suffix=".tmp.onnx") as tmp:  # exporters go by the .onnx suffix
-            exporter = load_backend_class(kind)()
-            exporter.build(spec, weights)
-            info = ExportInfo.from_json(exporter.export_onnx(tmp, opset))
-        _store(path, kind, spec, w_sha, path, info.to_json())
+            return found.path, found.info, True
+        with atomic_path(path, suffix=f".tmp{path.suffix}") as tmp:  # exporters go by the suffix
+            info = make(tmp)
+        _store(path, kind, spec, weights_sha, path, info)
     enforce_cap(path.parent, keep=(path,))
-    return path, info, False
+    return path, {k: v for k, v in info.items() if k != "path"}, False
 
 
 # ---- size cap: entries, least recently used first --------------------------------------------
@@ -238,11 +264,15 @@ DEFAULT_MAX_GB = 5.0
 IN_USE_S = 3600.0
 
 
+# The converted files the cache holds, by suffix (an entry's kind is "<format>-<native backend>").
+MODEL_SUFFIXES = (".onnx", ".tflite")
+
+
 @dataclass(frozen=True)
 class Entry:
-    kind: str  # "onnx-torch", "onnx-keras", ... or "weights"
+    kind: str  # "onnx-torch", "onnx-keras", "tflite-keras", ... or "weights"
     spec: str
-    path: Path  # the .onnx or .safetensors file
+    path: Path  # the .onnx, .tflite or .safetensors file
     size: int  # file + sidecar + lock, bytes
     last_used: float  # seconds since the epoch
 
@@ -281,24 +311,26 @@ def _entry(path: Path, kind: str, spec: str) -> Entry | None:
 
 
 def list_entries(directory: str | Path | None = None) -> list[Entry]:
-    """Every entry (ONNX exports and canonical weights), least recently used first. Stray files
+    """Every entry (converted files and canonical weights), least recently used first. Stray files
     without their model file (a lock alone, an interrupted store's sidecar) count as entries
     too, so that pruning removes them."""
     root = cache_dir(directory)
     found: list[Entry] = []
-    for folder, suffix in ((root, ".onnx"), (root / "weights", ".safetensors")):
+    for folder, suffixes in ((root, MODEL_SUFFIXES), (root / "weights", (".safetensors",))):
         if not folder.is_dir():
             continue
         stems = {f.stem for f in folder.iterdir()
-                 if not f.name.startswith(".") and f.suffix in (suffix, ".json", ".lock") and f.is_file()}
+                 if not f.name.startswith(".") and f.suffix in (*suffixes, ".json", ".lock") and f.is_file()}
         for stem in stems:
+            # a stray sidecar or lock takes the first suffix: its entry's files are removed all the same
+            suffix = next((s for s in suffixes if (folder / f"{stem}{s}").is_file()), suffixes[0])
             path = folder / f"{stem}{suffix}"
-            if suffix == ".onnx":
+            if suffix in MODEL_SUFFIXES:
                 try:
                     meta = json.loads(_sidecar(path).read_text())
-                    kind, spec = f"onnx-{meta['kind']}", str(meta["spec"])
+                    kind, spec = f"{suffix[1:]}-{meta['kind']}", str(meta["spec"])
                 except (OSError, ValueError, KeyError, TypeError):
-                    kind, spec = "onnx", stem.rsplit("-", 2)[0]
+                    kind, spec = suffix[1:], stem.rsplit("-", 2)[0]
             else:
                 kind, spec = "weights", stem.rsplit("-", 1)[0]
             entry = _entry(path, kind, spec)

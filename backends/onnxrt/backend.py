@@ -6,9 +6,8 @@ is NHWC: inputs are transposed on the way in and outputs back to NCHW on the way
 
 Named layers come from a copy of the model whose graph also outputs the tensors
 ``onnx.inspect.layer_tensors`` maps; the final output always comes from the file as exported.
-A tf2onnx graph may hold an intermediate tensor NCHW or NHWC (its transpose optimizer moves
-layout changes around); the tensor's shape against the spec's tells which, and a layer whose
-C == H == W cannot be told apart is listed as missing rather than guessed.
+Which file, the input's layout and each layer's (NCHW or NHWC in a tf2onnx graph) are decided in
+``onnx/runner_io.py``, shared with OpenVINO's runner.
 
 Execution providers: the CPU by default. ``options["device"]`` "cuda[:N]" (or "auto" with a
 GPU present) adds CUDA, and TensorRT where its provider and libraries are installed, only when
@@ -38,8 +37,8 @@ import numpy as np
 
 from ...spec import ModelSpec
 from ..base import OPSET, Backend, RunOutput, Weights
-from ..layouts import activation_to_canonical, nchw_to_nhwc, nhwc_to_nchw
-from ..onnx.inspect import exporter_kind, layer_tensors, param_breakdown
+from ..onnx.inspect import layer_tensors, param_breakdown
+from ..onnx.runner_io import ExportRunner
 from ..precision import canonical_precision
 from .precision import (
     BF16_REASON,
@@ -99,39 +98,19 @@ def choose_providers(options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
     return chosen + cpu
 
 
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeBackend(ExportRunner, Backend):
     needs: ClassVar[tuple[tuple[str, str], ...]] = (("onnxruntime", "onnx"), ("onnx", "onnx"))
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     precision_reasons: ClassVar[dict[str, str]] = {"bf16": BF16_REASON}
     no_train_reason: ClassVar[str] = ("ONNX Runtime runs inference graphs here; training needs onnxruntime-training "
                                       "artifacts, which alexbench does not build")
 
-    @classmethod
-    def lowering(cls) -> dict[str, Any]:
-        """ONNX Runtime runs whatever the source backend lowered and exported."""
-        from ..registry import load_backend_class
-
-        return load_backend_class(cls.onnx_source).lowering()
-
     def build(self, spec: ModelSpec, weights: Weights, onnx_path: Path | None = None) -> None:
-        import onnx
         import onnxruntime as ort
 
         self.spec = spec
-        self.cache_hit: bool | None = None
-        if onnx_path is None:
-            from ..onnx.cache import cached_export
-
-            onnx_path, _, self.cache_hit = cached_export(self.onnx_source, spec, weights,
-                                                         self.options.get("cache_dir"),
-                                                         int(self.options.get("opset", OPSET)))
-        self.path = Path(onnx_path)
-        self.proto = onnx.load(str(self.path))
-        kind = exporter_kind(self.proto)
-        if kind != self.onnx_source:
-            raise ValueError(f"backend '{self.name}' runs {self.onnx_source} exports; {self.path} was written by "
-                             f"'{self.proto.producer_name}' (a {kind} export: use onnx-{kind})")
-        self.nhwc = kind == "keras"
+        self.path, self.proto, self.cache_hit = self.runner_file(spec, weights, onnx_path)
+        self.nhwc = self.onnx_source == "keras"
         self.tensors, self.missing = layer_tensors(self.proto, spec)
         self.params = param_breakdown(self.proto, spec, weights)
         self.threads = int(self.options.get("threads") or os.cpu_count() or 1)
@@ -213,13 +192,6 @@ class OnnxRuntimeBackend(Backend):
         return ort.InferenceSession(model, options or self.session_options, providers=[p for p, _ in self.requested],
                                     provider_options=[o for _, o in self.requested])
 
-    def _input(self, x: np.ndarray) -> np.ndarray:
-        if np.ndim(x) != 4 or tuple(x.shape[1:]) != tuple(self.spec.input_shape) or x.dtype != np.float32:
-            raise ValueError(f"backend '{self.name}', spec '{self.spec.name}': input {getattr(x, 'dtype', '?')} "
-                             f"{list(np.shape(x))}, expected float32 NCHW "
-                             f"[N, {', '.join(map(str, self.spec.input_shape))}]")
-        return nchw_to_nhwc(x) if self.nhwc else np.ascontiguousarray(x)
-
     def run(self, x: np.ndarray, layers: Sequence[str] = ()) -> RunOutput:
         feed = {self.input_name: self._input(x)}
         wanted = [n for n in dict.fromkeys(layers) if n in self.readouts]
@@ -248,44 +220,6 @@ class OnnxRuntimeBackend(Backend):
         diff = float(np.abs(output.astype(np.float64) - with_layers).max(initial=0.0))
         worst = self.precision_facts.get("layer_outputs_change_output_by", 0.0)
         self.precision_facts["layer_outputs_change_output_by"] = max(worst, diff)
-
-    def _canonical_output(self, output: np.ndarray) -> np.ndarray:
-        # The Keras model's output is NHWC whenever it is a feature map.
-        return activation_to_canonical(output) if self.nhwc else output
-
-    def _canonical(self, layer: str, array: np.ndarray) -> np.ndarray | None:
-        """The layer's tensor in NCHW; None (and a reason in ``missing``) when the layout is unclear."""
-        shape = tuple(self.spec.layer(layer).output_shape)
-        if len(shape) != 3 or not self.nhwc:
-            return array
-        c, h, w = shape
-        got = tuple(array.shape[1:])
-        if (c, h, w) == (h, w, c):
-            self.missing[layer] = f"tensor {self.tensors[layer]}: C == H == W ({c}), NCHW and NHWC look the same"
-        elif got == (c, h, w):
-            return array
-        elif got == (h, w, c):
-            return nhwc_to_nchw(array)
-        else:
-            self.missing[layer] = f"tensor {self.tensors[layer]} has shape {list(got)}, the spec's is {list(shape)}"
-        return None
-
-    def param_count(self) -> int:
-        return int(self.params["weight_params"])
-
-    def param_note(self) -> str:
-        p = self.params
-        if p["weight_params"] == p["spec_params"] and p["explained"]:
-            return (f"{p['weight_params']:,} in initializers = the spec's; plus {p['constant_params']:,} in "
-                    f"exporter constants")
-        head = (f"{p['weight_params']:,} in initializers vs the spec's {p['spec_params']:,} "
-                f"({p['difference']:+,}, {'explained' if p['explained'] else 'NOT fully explained'})")
-        return head + ": " + "; ".join(p["notes"])
-
-    @property
-    def param_explained(self) -> bool:
-        """Every difference between the file's and the spec's parameters has a known cause."""
-        return bool(self.params["explained"])
 
     def layer_names(self) -> list[str]:
         return list(self.readouts)

@@ -257,7 +257,7 @@ class _RunContext:
 
     def _options(self, precision: str) -> dict[str, Any]:
         return {"device": self.device, "threads": self.threads, "allow_tf32": precision == TF32,
-                "precision": canonical(precision)}
+                "precision": canonical(precision)} | ({"cache_dir": self.cfg.cache_dir} if self.cfg.cache_dir else {})
 
     def peak(self) -> dict[str, Any]:
         name = _device_name(self.device)

@@ -57,12 +57,13 @@ def _backends(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'backend':<12} {'available':<9}  {'framework versions':<36}  what it is")
+    width = max(len("backend"), *(len(row["name"]) for row in rows))
+    print(f"{'backend':<{width}} {'available':<9}  {'framework versions':<36}  what it is")
     for row in rows:
         versions = ", ".join(f"{d} {v or 'absent'}" for d, v in row["versions"].items()) or "-"
         what = row["summary"] or row["target"]
         if not row["available"]:
             what = f"{what}; {row['detail']}" if row["summary"] else row["detail"]
-        print(f"{row['name']:<12} {'yes' if row['available'] else 'no':<9}  {versions:<36}  {what}")
+        print(f"{row['name']:<{width}} {'yes' if row['available'] else 'no':<9}  {versions:<36}  {what}")
     print("'-': needs no framework. compare judges every backend against reference; null is for bench only.")
     return 0

@@ -1,7 +1,8 @@
-"""``alexbench cache list|prune``: the ONNX export cache and the canonical weights beside it.
+"""``alexbench cache list|prune``: the export cache (ONNX exports, LiteRT's .tflite files) and the
+canonical weights beside it.
 
-The cache (``$ALEXBENCH_CACHE_DIR`` or ``~/.cache/alexbench/onnx``) grows by an export per
-(spec, weights, framework versions) and a weights file per (spec, seed); after each store it is
+The cache (``$ALEXBENCH_CACHE_DIR`` or ``~/.cache/alexbench/onnx``) grows by an export or converted
+file per (spec, weights, converter, framework versions) and a weights file per (spec, seed); after each store it is
 pruned to ``$ALEXBENCH_CACHE_MAX_GB`` (default 5) automatically (backends/onnx/cache.py).
 """
 

@@ -27,6 +27,7 @@ EXAMPLES = """examples:
   alexbench compare --spec alexnet-owt --precision bf16   # bf16 against float64, the bf16 profile, 64 inputs
   alexbench compare --model my_net.py:AlexNet --spec alexnet-owt   # your own model against a spec
   alexbench compare --model model.onnx --input batch.npy          # your ONNX file, your inputs
+  alexbench compare --backends torch --python torch=/opt/torch-2.4/bin/python   # torch from another venv
   alexbench compare --train --steps 5                 # 5 SGD steps of alexnet, batch 8, torch + keras
   alexbench compare --train --spec alexnet-owt --labels y.npy --save run/   # your labels; keep every step
 """
@@ -73,6 +74,12 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", type=_csv, default=None,
                         help="comma-separated backends (default torch,keras; with --model none besides the model; "
                         "`alexbench backends` lists them)")
+    parser.add_argument("--python", action="append", default=[], metavar="BACKEND=PYTHON",
+                        help="run BACKEND's worker in another Python environment's interpreter (repeatable), e.g. "
+                        "torch=/opt/torch-2.4/bin/python to check another torch version: it needs Python >= 3.10, "
+                        "numpy and the backend's framework there, not alexbench (its code travels with the job). "
+                        "The results record every backend's interpreter and package versions. An interpreter that "
+                        "is missing, crashes, is too old or lacks a package fails that backend with one line (exit 3)")
     parser.add_argument("--no-onnx", dest="onnx", action="store_false",
                         help="do not export to ONNX and run the exports in ONNX Runtime")
     parser.add_argument("--weights", help="canonical safetensors, or a torchvision-style state_dict (.pth) "
@@ -145,6 +152,7 @@ def run(command: str, args: argparse.Namespace) -> int:
     from ..compare.run import CompareConfig, run_compare
     from ..compare.table import render_compare
     from ..model_import import parse_input_shape
+    from ..workers.interpreter import parse_python
 
     cfg = CompareConfig(spec=args.spec, backends=args.backends, models=args.models, onnx=args.onnx,
                         model_input_shape=parse_input_shape(args.input_shape),
@@ -153,7 +161,7 @@ def run(command: str, args: argparse.Namespace) -> int:
                         atol=args.atol, rtol=args.rtol, rel_l2=args.rel_l2,
                         layers=args.layers, timeout_s=args.timeout,
                         save_dir=args.save, cache_dir=args.cache_dir, precision=precision,
-                        train=args.train, steps=args.steps, labels=args.labels)
+                        train=args.train, steps=args.steps, labels=args.labels, python=parse_python(args.python))
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0; received {args.seed}")
     from ..train.run import check_train_options, run_train

@@ -116,7 +116,10 @@ def _judged(entry: CompareEntry, ref: tuple, got: tuple, spec: ModelSpec, criter
     diagnosis = None
     if precision == "fp32" and first is not None and nonfinite is None:
         diagnosis = diagnose_fp32(first.name, first.rel_l2, rounding_depths(spec)[first.name])
-    info = PrecisionInfo(precision, computed_precisions(dtypes), dtype_problem(precision, dtypes, order), diagnosis)
+    reported = (entry.environment or {}).get("precision")
+    settings = reported.get("settings") if isinstance(reported, dict) else None
+    info = PrecisionInfo(precision, computed_precisions(dtypes), dtype_problem(precision, dtypes, order), diagnosis,
+                         settings if isinstance(settings, str) else None)
     bad = (not a.ok or not entry.shape_ok or not entry.param_count_ok or first is not None or nonfinite is not None
            or info.problem is not None or (topk is not None and not topk.ok))
     return replace(entry, status="mismatch" if bad else entry.status, metrics=metrics, layers=rows,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -29,6 +29,8 @@ from ..inputs import array_sha256, file_inputs, given_array, seeded_inputs
 from ..results.document import new_results
 from ..results.model import CompareDocument, InputsInfo, ToleranceInfo, WeightsInfo
 from ..run_weights import RunWeights, run_weights
+from ..workers.bundle import worker_code
+from ..workers.interpreter import check_backends, export_gap, probe_backends
 from ..workers.job import make_job
 from ..workers.runner import WorkerResult
 from ..workers.scheduler import Task, run_tasks, worker_limit
@@ -79,6 +81,8 @@ class CompareConfig:
     train: bool = False
     steps: int | None = None
     labels: str | None = None
+    # compare --python: backend -> the interpreter of another Python environment its worker runs in.
+    python: dict[str, str] = field(default_factory=dict)
 
     def profile_name(self) -> str:
         """The profile judged by: a lower precision's own, unless --profile names another."""
@@ -182,6 +186,7 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
     requested = list(DEFAULT_COMPARE) if cfg.backends is None and not models else list(cfg.backends or [])
     # A request that checks nothing fails before any work.
     order = plan_backends(requested, cfg.onnx, [m.name for m in models])
+    check_backends(cfg.python, order)
     if models:
         spec, spec_bytes, arrays = models_spec(models, given, cfg.spec)
         # --weights: what the model should hold, for the reference and the other backends (the model
@@ -194,7 +199,6 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         weights = run_weights(spec, cfg.weights, cfg.seed, cfg.cache_dir)
     model_runs = {m.name: m for m in models}
     x, input_source = batch_inputs(cfg, spec, cfg.default_batch())
-    runners = onnx_runners()
     criteria = cfg.criteria(spec)
     tol = criteria.tol
     profile = PRECISION_PROFILES.get(cfg.profile_name())
@@ -209,25 +213,42 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
                                 layers={n: l2 for n, (_, l2) in criteria.limits.items()} or None),
         precision=cfg.precision)
 
-    entries: dict[str, object] = {}  # backend -> its entry, in the order workers finish
-    unsupported = unsupported_backends(order, spec, cfg.precision)
-    for name, reason in unsupported.items():
-        entries[name] = unsupported_entry(name, reason)
-        progress(f"{name}: unsupported, not run: {reason}")
-    planned = [n for n in order if n not in unsupported]
-    exporting = [n for n in planned if runners.get(n) in planned]
-
     def source_of(name: str) -> str | None:
         return None if name in model_runs else onnx_source(name)
 
-    # ONNX runs requested without their source backend: its export (cached, or made by an export-only
-    # worker) but no run of the source itself.
-    export_only = list(dict.fromkeys(s for n in planned if (s := source_of(n)) and s not in planned))
+    entries: dict[str, object] = {}  # backend -> its entry, in the order workers finish
+    unsupported = unsupported_backends(order, spec, cfg.precision)
+    # compare --python: every interpreter named is checked before any worker starts (workers/interpreter.py).
+    # One that cannot run its backend fails that backend (and the ONNX runs of its export) alone.
+    interpreters, refused = probe_backends(cfg.python, [n for n in order if n not in unsupported])
+    for name in order:
+        gap = None if name in unsupported else export_gap(source_of(name), interpreters, cfg.python)
+        if gap:
+            unsupported[name] = gap
+    for name, reason in unsupported.items():
+        entries[name] = unsupported_entry(name, reason)
+        progress(f"{name}: unsupported, not run: {reason}")
+    exports: dict[str, dict] = {}
+    for name, refusal in refused.items():
+        entries[name] = entry = failed_entry(name, "start", str(refusal))
+        entry.status = refusal.status
+        exports[name] = {"error": str(refusal)}
+        progress(f"{name}: {refusal.status}, not run: {refusal}")
+    planned = [n for n in order if n not in unsupported and n not in refused]
 
-    with open_run_dir(cfg.save_dir) as run_dir, ThreadPoolExecutor(1) as pool:
-        # The cache checks hash each cached file: on another core, while this one writes the weights.
+    # Native backends whose export a planned runner needs (ONNX Runtime's, OpenVINO's, or both).
+    exporting = list(dict.fromkeys(s for n in planned if (s := source_of(n)) and s in planned))
+
+    # ONNX runs requested without their source backend: its export (cached, or made by an export-only
+    # worker) but no run of the source itself. A refused source has none (its runners fail with its reason).
+    export_only = list(dict.fromkeys(s for n in planned if (s := source_of(n)) and s not in [*planned, *refused]))
+
+    with open_run_dir(cfg.save_dir) as run_dir, ThreadPoolExecutor(1) as pool, \
+            (worker_code() if interpreters else nullcontext()) as code:
+        # The cache checks hash each cached file: on another core, while this one writes the weights. An
+        # export made in another interpreter is not cached: the cache's key holds this one's versions.
         lookups = {n: pool.submit(export_cache.lookup, n, spec, w_sha, cfg.cache_dir)
-                   for n in exporting + export_only}
+                   for n in exporting + export_only if n not in interpreters}
         spec_path = run_dir / "spec.yaml"
         spec_path.write_bytes(spec_bytes)
         weights_path = weights.file_in(run_dir, copy=bool(cfg.save_dir))
@@ -243,14 +264,17 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
 
         outputs: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
         saved: dict[str, dict] = {}  # backend -> its .npy files, relative to the run dir
-        exports: dict[str, dict] = {}
         counts = {"started": 0, "ended": 0}
 
         def job_for(name: str, **job_kwargs) -> Path:
             options = dict(PARITY_OPTIONS) | ({} if name == "reference" else precision_options)
+            if cfg.cache_dir:  # a backend that converts its own file (LiteRT's .tflite) caches it there
+                options["cache_dir"] = cfg.cache_dir
             if name in model_runs:  # the user's model runs itself, loaded from its SOURCE
                 options.update(model_runs[name].worker_options(run_dir / name / "model"))
                 job_kwargs["backend_class"] = model_runs[name].target
+            if name in interpreters:  # another Python environment, running alexbench's code from ``code``
+                job_kwargs.update(python=cfg.python[name], worker_code=code)
             return make_job(run_dir / name, name, spec_path, weights_path, input_path, layer_names,
                             options=options, env=PARITY_ENV, **job_kwargs)
 
@@ -283,19 +307,18 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
             on_event = partial(stage_progress, progress, name)
             if source is not None:
                 # On a cache hit the export is already there; otherwise wait for the worker that makes it.
-                after = () if "path" in exports.get(source, {}) else (
+                after = () if source in exports else (
                     (source,) if source in planned else (source_task[source],))
                 tasks.append(Task(name, lambda n=name, s=source: onnx_job(n, s), after, cfg.timeout_s, on_event))
                 continue
             job_kwargs = {}
-            if name in lookups:
-                cached = lookups[name].result()
-                if cached is not None:
-                    exports[name] = {"path": str(cached.path), "info": cached.info, "cache_hit": True}
-                    progress(f"{name}: ONNX export found in the cache ({cached.path.name})")
-                else:
-                    export_targets[name] = run_dir / name / f"{name}.onnx"
-                    job_kwargs["export_onnx"] = str(export_targets[name])
+            cached = lookups[name].result() if name in lookups else None
+            if cached is not None:
+                exports[name] = {"path": str(cached.path), "info": cached.info, "cache_hit": True}
+                progress(f"{name}: ONNX export found in the cache ({cached.path.name})")
+            elif name in exporting:
+                export_targets[name] = run_dir / name / f"{name}.onnx"
+                job_kwargs["export_onnx"] = str(export_targets[name])
             tasks.append(Task(name, lambda n=name, kw=job_kwargs: job_for(n, **kw), (), cfg.timeout_s, on_event))
 
         def started(name: str, worker) -> None:
@@ -322,7 +345,8 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
                 exports[name] = {"error": export_error}
             elif export_target is not None and result.status == "ok" and export_target.is_file():
                 info = (result.result or {}).get("export") or {}
-                stored = export_cache.store(name, spec, w_sha, export_target, info, cfg.cache_dir)
+                stored = export_target if name in interpreters else export_cache.store(
+                    name, spec, w_sha, export_target, info, cfg.cache_dir)
                 exports[name] = {"path": str(stored), "info": info, "cache_hit": False}
             entry = backend_entry(name, result, spec)
             if result.status == "ok":

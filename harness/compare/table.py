@@ -61,8 +61,10 @@ def render_compare(doc: dict) -> str:
     if precision != "fp32":
         lines += _layer_errors(doc)
 
-    details = []
+    details = interpreter_lines(doc["backends"])
     for e in doc["backends"]:
+        # What a backend wants the user to know about how it ran (how its layer outputs were read, ...).
+        details += [f"{e['name']}: {note}" for note in (e.get("environment") or {}).get("notes") or []]
         if e["status"] == "ok" and e.get("topk"):
             details.append(f"{e['name']}: {_topk_text(e['topk'])}")
         if e["status"] == "mismatch":
@@ -81,6 +83,23 @@ def render_compare(doc: dict) -> str:
         lines += [""] + details
     lines += ["", doc["verdict"]["summary"]]
     return "\n".join(lines)
+
+
+def interpreter_lines(entries: list[dict]) -> list[str]:
+    """Where each backend ran, when not all in one interpreter (``compare --python``); else nothing."""
+    ran = [(e["name"], where) for e in entries if (where := (e.get("environment") or {}).get("interpreter"))]
+    if len({(where["executable"], where["prefix"]) for _, where in ran}) < 2:
+        return []
+    return [f"{name} ran in {interpreter_text(where)}" for name, where in ran]
+
+
+def interpreter_text(where: dict) -> str:
+    """``/venv/bin/python (Python 3.11.7, prefix /venv): torch 2.13.0, numpy 2.4.6`` (an entry's
+    ``environment["interpreter"]``, as its worker recorded it)."""
+    packages = ", ".join(f"{name} {version or '(version unknown)'}"
+                         for name, version in (where.get("packages") or {}).items())
+    return f"{where['executable']} (Python {where['version']}, prefix {where['prefix']})" + (
+        f": {packages}" if packages else "")
 
 
 def _layer_errors(doc: dict) -> list[str]:
@@ -151,4 +170,6 @@ def _mismatch_text(e: dict, spec: dict) -> str:
         parts.append(_topk_text(e["topk"]))
     if info.get("diagnosis"):
         parts.append(info["diagnosis"])
+    if info.get("settings"):
+        parts.append(f"ran with {info['settings']}")
     return "; ".join(parts) or "out of tolerance"

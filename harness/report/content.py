@@ -11,7 +11,7 @@ from ...version import __version__
 from .blocks import Block, Cell, Columns, Facts, Figure, Para, Report, Section, Table
 from .markup import fmt_int
 from .model import Results, Run, align_layers, key_attrs, layer_rows
-from .runs import chart_names, environment_section, parity_section, throughput_section
+from .runs import chart_names, environment_section, parity_section, side_by_side_section, throughput_section
 from .training import training_runs, training_section
 
 
@@ -24,6 +24,9 @@ def build_report(spec: ModelSpec, *, results: Results | None = None, variants: S
         sections.append(_variants([spec, *variants]))
     if results.compare_runs:
         sections.append(parity_section(spec, results))
+    side_by_side = side_by_side_section(spec, results)
+    if side_by_side is not None:
+        sections.append(side_by_side)
     if training_runs(results):
         sections.append(training_section(spec, results, chart_names(results)))
     if results.bench_runs:

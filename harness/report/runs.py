@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...spec import ModelSpec
+from ..compare.table import interpreter_text
 from .blocks import Block, Cell, Figure, Section, Table
 from .charts import PALETTE, Point, Series, line_chart
 from .markup import fmt_int, fmt_num, fmt_sci
@@ -50,6 +51,55 @@ def parity_section(spec: ModelSpec, results: Results) -> Section:
             blocks.append(Figure("chart chart-errors", chart, f"chart-errors-{i}.svg",
                                  f"Per-layer {what} against the float64 reference, log scale · {run.label}"))
     return Section("parity", "Parity", blocks)
+
+
+# ---- runs side by side -------------------------------------------------------------------------
+
+def side_by_side_section(spec: ModelSpec, results: Results) -> Section | None:
+    """Per backend, the compare runs that judged outputs (not --train runs) next to each other: where it ran
+    (interpreter and package versions: ``compare --python`` runs another environment's), its output's
+    relative L2 error against the float64 reference, its verdict, and every layer's relative L2 error, one
+    column per run. None with fewer than two such runs."""
+    runs = [run for run in results.compare_runs if any(b.get("metrics") for b in run.doc["backends"])]
+    if len(runs) < 2:
+        return None
+    blocks: list[Block] = []
+    for name in dict.fromkeys(b["name"] for run in runs for b in run.doc["backends"] if b.get("metrics")):
+        entries = [_backend(run, name) for run in runs]
+        layers = [{row["name"]: row for row in (b or {}).get("layers") or []} for b in entries]
+        rows: list[list[Cell | str]] = [
+            ["ran in", *(_where(b) for b in entries)],
+            ["output rel L2", *(Cell(fmt_sci(((b or {}).get("metrics") or {}).get("rel_l2")), num=True)
+                                for b in entries)],
+            ["verdict", *(_verdict_cell(b) for b in entries)],
+        ]
+        rows += [[layer.name, *(_layer_cell(by_name.get(layer.name)) for by_name in layers)]
+                 for layer in spec.layers if any(layer.name in by_name for by_name in layers)]
+        blocks.append(Table("side-by-side", [name, *(run.label for run in runs)], rows,
+                            caption=f"{name} in each run: where it ran, and its relative L2 error against the "
+                                    "float64 reference (output, then every layer)"))
+    return Section("side-by-side", "Runs side by side", blocks)
+
+
+def _where(b: dict[str, Any] | None) -> Cell:
+    where = ((b or {}).get("environment") or {}).get("interpreter")
+    return Cell(interpreter_text(where) if where else "–")
+
+
+def _verdict_cell(b: dict[str, Any] | None) -> Cell:
+    if b is None:
+        return Cell("not run")
+    first = b.get("first_divergent_layer")
+    if first:
+        return Cell(b["status"], STATUS_CELL.get(b["status"], ""), note=f"first divergent layer: {first['name']}")
+    note = f"all {len(b['layers'])} layers within tolerance" if b.get("layers") else ""
+    return Cell(b["status"], STATUS_CELL.get(b["status"], ""), note=note)
+
+
+def _layer_cell(row: dict[str, Any] | None) -> Cell:
+    if row is None:
+        return Cell("–")
+    return Cell(fmt_sci(row["rel_l2"]), "" if row["ok"] else "bad", num=True)
 
 
 def chart_names(results: Results) -> list[str]:
@@ -243,7 +293,8 @@ def environment_section(results: Results) -> Section:
         for b in run.doc["backends"]:
             env = b.get("environment") or {}
             if env:
-                backend_rows.append([b["name"], run.label, ", ".join(f"{k} {_env_value(v)}" for k, v in env.items())])
+                backend_rows.append([b["name"], run.label, ", ".join(
+                    f"{k} {interpreter_text(v) if k == 'interpreter' else _env_value(v)}" for k, v in env.items())])
     if backend_rows:
         blocks.append(Table("backend-environment", ["backend", "run", "as run"], backend_rows,
                             caption="What each backend reported about itself"))

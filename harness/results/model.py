@@ -90,14 +90,19 @@ class PrecisionInfo:
     computed: list[str]  # the precisions of the dtypes it reported (empty: it reported none)
     problem: str | None = None  # the dtypes contradict the request: "asked for fp32, but layer ..."
     diagnosis: str | None = None  # an fp32 run out of tolerance whose errors look like a lower precision's
+    # The precision-relevant settings the backend says it ran with (environment["precision"]["settings"]:
+    # OpenVINO's INFERENCE_PRECISION_HINT), shown with a mismatch; None when it reports none.
+    settings: str | None = None
 
     def to_json(self) -> Json:
-        return {"requested": self.requested, "computed": list(self.computed), "problem": self.problem,
-                "diagnosis": self.diagnosis}
+        d = {"requested": self.requested, "computed": list(self.computed), "problem": self.problem,
+             "diagnosis": self.diagnosis}
+        return d | ({"settings": self.settings} if self.settings else {})
 
     @classmethod
     def from_json(cls, d: Json) -> PrecisionInfo:
-        return cls(d["requested"], list(d.get("computed") or []), d.get("problem"), d.get("diagnosis"))
+        return cls(d["requested"], list(d.get("computed") or []), d.get("problem"), d.get("diagnosis"),
+                   d.get("settings"))
 
 
 @dataclass(frozen=True)

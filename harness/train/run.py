@@ -71,6 +71,10 @@ def check_train_options(cfg: CompareConfig) -> None:
     if cfg.models:
         raise UsageError(f"--train: received --model {cfg.models[0]}; a user's own model runs inference only for "
                          f"now: train a spec (--spec) instead")
+    if cfg.python:
+        backend, python = next(iter(cfg.python.items()))
+        raise UsageError(f"--train: received --python {backend}={python}; training runs in this interpreter only "
+                         f"for now: drop --python")
     if cfg.steps is not None and (isinstance(cfg.steps, bool) or not isinstance(cfg.steps, int) or cfg.steps < 1):
         raise UsageError(f"--steps: received {cfg.steps!r}; expected a whole number of SGD steps >= 1")
 

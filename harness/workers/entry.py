@@ -4,7 +4,10 @@ JOB_DIR/job.json says what to do::
 
     {"backend": "torch", "spec": "spec.yaml", "weights": "w.safetensors", "input": "x.npy",
      "layers": ["conv1", ...] | "all" | [], "onnx_path": null, "export_onnx": null,
-     "options": {}, "env": {}}
+     "options": {}, "env": {}, "python": null, "worker_code": null}
+
+(``python``, ``worker_code``: read by the harness, ``runner.py``: the interpreter this runs in and the
+folder it imports alexbench from, for ``compare --python``.)
 
 The worker writes JOB_DIR/out/output.npy, JOB_DIR/out/layers/<name>.npy and, last and
 atomically, JOB_DIR/result.json (see ``_new_result`` for its fields); with options["train"] it runs
@@ -31,6 +34,7 @@ import numpy as np
 
 from ...backends.base import OPSET, BackendUnavailable, RunOutput
 from ...spec.files import atomic_write
+from .interpreter_facts import describe
 from .training import run_training
 
 
@@ -128,7 +132,16 @@ class Worker:
             out = backend.run(x, wanted)
             self._save(out, requested)
             # After the run: some backends only then know what they really used (ORT's providers).
-            self.result["environment"] = backend.environment()
+            self.result["environment"] = self.environment(backend)
+
+    @staticmethod
+    def environment(backend) -> dict[str, Any]:
+        """What the backend reports, and where this worker ran (``compare --python`` may name another
+        environment): the interpreter, and the versions of NumPy and the backend's packages there."""
+        cls = type(backend)
+        where = describe([*(module for module, _ in cls.needs), *cls.onnx_export_packages, "numpy"])
+        where.pop("missing")
+        return {**backend.environment(), "interpreter": where}
 
     def import_backend(self, job: dict[str, Any]):
         """The import stage: find the backend's class, set its environment, check its framework."""

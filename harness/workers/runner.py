@@ -2,8 +2,10 @@
 
 Each worker (``entry.py``) gets its own process group, so a timeout or Ctrl-C kills it and
 everything it started; its stdout carries JSON progress events, its stderr goes to
-JOB_DIR/stderr.log. A worker that exits without result.json (a signal, an interpreter
-failure) is reported as "crashed" with the signal's name and the tail of its stderr.
+JOB_DIR/stderr.log. It runs in this interpreter, or in the one job.json names (``compare --python``:
+another environment, importing alexbench from the job's ``worker_code`` folder). A worker that
+exits without result.json (a signal, an interpreter failure) is reported as "crashed" with the
+signal's name and the tail of its stderr.
 
 ``WorkerProcess`` is polled rather than waited on, so that one thread can drive several workers
 at once (``scheduler.py``); ``run_worker`` drives one to its end.
@@ -87,7 +89,10 @@ class WorkerProcess:
     def __init__(self, job_dir: str | Path, timeout_s: float, on_event: EventHandler | None = None,
                  entry_module: str = WORKER_MODULE, wake: threading.Event | None = None):
         self.job_dir = Path(job_dir)
-        self.backend = json.loads((self.job_dir / "job.json").read_text())["backend"]
+        job = json.loads((self.job_dir / "job.json").read_text())
+        self.backend = job["backend"]
+        self.python = job.get("python") or sys.executable  # another environment's (compare --python)
+        self.worker_code = job.get("worker_code")  # alexbench's code for an environment without it
         self.timeout_s = timeout_s
         self.on_event = on_event
         self.entry_module = entry_module
@@ -110,13 +115,20 @@ class WorkerProcess:
         (self.job_dir / "result.json").unlink(missing_ok=True)  # never read a previous run's result
         self._started = time.perf_counter()
         with open(self.job_dir / "stderr.log", "wb") as stderr:
-            self.proc = subprocess.Popen([sys.executable, "-m", self.entry_module, str(self.job_dir)],
+            self.proc = subprocess.Popen([self.python, "-m", self.entry_module, str(self.job_dir)],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-                                         start_new_session=True)  # the worker leads its own group
+                                         env=self._env(), start_new_session=True)  # the worker leads its own group
         self._reader = threading.Thread(target=_read_events, args=(self.proc.stdout, self._events, self.wake),
                                         daemon=True)
         self._reader.start()
         return self
+
+    def _env(self) -> dict[str, str] | None:
+        """The worker's environment: this one, with the travelling code first on PYTHONPATH if any."""
+        if self.worker_code is None:
+            return None
+        paths = [self.worker_code, os.environ.get("PYTHONPATH")]
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
     def wait_hint(self) -> float:
         """How long a poller may sleep (unless woken) before this worker needs another look."""

@@ -38,7 +38,7 @@ def run_training(worker, backend, train: dict[str, Any]) -> None:
             out["ambiguous"].append(step.ambiguous)
             worker.emit("train_step", step=k, steps=steps, loss=float(step.loss))
     worker.result["train"] = out
-    worker.result["environment"] = backend.environment()
+    worker.result["environment"] = worker.environment(backend)
 
 
 def save_step(job_dir: Path, k: int, step) -> dict[str, dict[str, str]]:

@@ -85,6 +85,10 @@ def test_spec_functions_load_on_first_use():
     ({"spec": "no-such-spec"}, "no spec file or shipped spec by that name; received 'no-such-spec'"),
     ({"spec": "alexnet", "inputs": ["/nonexistent/cat.png"]}, "/nonexistent/cat.png"),
     ({"inputs": [str(ROOT / "README.md")]}, "image inputs need a 1- or 3-channel spec"),
+    ({"python": ["torch=/x"]}, "python: expected backend name -> interpreter path, e.g. {'torch': "
+                               "'/opt/torch-venv/bin/python'}; received ['torch=/x']"),
+    ({"python": {"tourch": "/x"}}, "--python tourch=/x: 'tourch' is not a backend of this run; its backends are "
+                                   "reference, torch"),
 ])
 def test_compare_refuses_bad_arguments(kwargs, message):
     args = {"spec": TINY, "backends": ["torch"], "onnx": False, **kwargs}
@@ -92,6 +96,15 @@ def test_compare_refuses_bad_arguments(kwargs, message):
         alexbench.compare(**args)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_compare_in_another_interpreter_that_cannot_run_it_fails_that_backend(tmp_path):
+    """compare(python=...) is compare --python: an interpreter refused is the backend's entry, exit code 3."""
+    result = alexbench.compare(TINY, ["torch"], onnx=False, batch=2, python={"torch": tmp_path / "none"})
+    assert result.exit_code == 3
+    torch = result.entry("torch")
+    assert (torch.status, torch.stage, torch.error) == ("failed", "start", f"--python torch={tmp_path / 'none'}: "
+                                                                           "no such file")
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -19,8 +19,10 @@ from alexbench.spec import shipped_spec_names
 
 GOLDEN = Path(__file__).parent / "golden"
 # Keys whose values differ between two runs of the same comparison: clocks, process ids, where a
-# cold run exported to, and whether the export cache already held the file.
-VOLATILE = {"created", "timings_s", "pid", "path", "cache_hit", "export_cache_hit", "export_s", "check_s"}
+# cold run exported to, whether the export cache already held the file, and where the worker's
+# interpreter is (the checkout's virtual environment).
+VOLATILE = {"created", "timings_s", "pid", "path", "cache_hit", "export_cache_hit", "export_s", "check_s",
+            "interpreter"}
 
 
 def normalized(value, floats: bool = True):

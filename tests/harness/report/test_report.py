@@ -239,3 +239,35 @@ def test_precision_run_charts_relative_error_beside_the_profile(tmp_path):
     chart = (tmp_path / "r" / "chart-errors-1.svg").read_text()
     assert "bf16 profile limit" in chart and "‖x − reference‖ / ‖reference‖" in chart
     assert f"{names[0]}: limit 8.80e-03" in chart
+
+
+def test_two_runs_side_by_side(tmp_path, capsys):
+    """One real compare run, and a copy of it whose torch interpreter is edited to another environment's
+    (what `compare --python torch=...` records): per backend, where each run ran and its errors per layer."""
+    local = tmp_path / "local.json"
+    assert main(["compare", "--spec", OPS_CONV_GROUPS, "--backends", "torch", "--no-onnx", "--batch", "2",
+                 "--json", str(local), "--quiet"]) == 0
+    doc = json.loads(local.read_text())
+    torch = doc["backends"][1]
+    torch["environment"]["interpreter"] = {"executable": "/tmp/v2/bin/python", "version": "3.12.1",
+                                           "prefix": "/tmp/v2", "packages": {"torch": "2.4.0", "numpy": "1.26.4"}}
+    torch["layers"][2] |= {"rel_l2": 0.5, "ok": False}
+    torch |= {"status": "mismatch", "first_divergent_layer": torch["layers"][2]}
+    doc["created"] = "2026-01-02T03:04:05Z"
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(doc))
+    code, out = report(tmp_path, OPS_CONV_GROUPS, "--results", str(local), "--results", str(edited))
+    assert code == 0
+    text = (out / "report.md").read_text()
+    section = text[text.index("## Runs side by side"):text.index("## Environment")]
+    here = json.loads(local.read_text())["backends"][1]["environment"]["interpreter"]
+    packages = ", ".join(f"{k} {v}" for k, v in here["packages"].items())
+    assert (f"| ran in | {here['executable']} (Python {here['version']}, prefix {here['prefix']}): {packages} | "
+            "/tmp/v2/bin/python (Python 3.12.1, prefix /tmp/v2): torch 2.4.0, numpy 1.26.4 |") in section
+    assert "| verdict | ✅ ok — *all 9 layers within tolerance* | ❌ mismatch — *first divergent layer: " \
+           f"{torch['layers'][2]['name']}* |" in section
+    rows = [line for line in section.splitlines() if line.startswith(f"| {torch['layers'][2]['name']} |")]
+    assert len(rows) == 1 and rows[0].endswith("| ❌ 5.00e-01 |")
+    assert "| reference |" not in section  # the reference is what the others are measured against
+    page = (out / "report.html").read_text()
+    assert page.count('class="side-by-side"') == 1
