@@ -240,13 +240,15 @@ def test_reference_declares_it_is_not_benchmarked():
 
 def test_each_matmul_implementation_is_tried_once():
     offered = [name for name, _ in backend_matmuls()]
-    assert offered == ["torch", "onnx-torch"]  # onnx-keras runs the same ONNX Runtime matmul
+    # onnx-keras runs the same ONNX Runtime matmul, openvino-keras the same OpenVINO one
+    assert offered == ["torch", "onnx-torch", "openvino-torch", "litert"]
 
 
 def test_cpu_matmul_peak_tries_every_library_and_the_fastest_counts():
     every_core = os.cpu_count() or 1
     peak = measure_matmul_peak("cpu", "float32", every_core, Method(warmup=1, min_time_s=0.0, min_reps=2), n=64)
-    assert {library.split()[0] for library in peak["libraries"]} == {"torch", "numpy", "onnxruntime"}
+    assert {library.split()[0] for library in peak["libraries"]} == {"torch", "numpy", "onnxruntime", "openvino",
+                                                                     "LiteRT"}
     assert peak["library"] == max(peak["libraries"], key=lambda k: peak["libraries"][k]["gflops"])
     assert peak["n"] == 64 and peak["threads"] == every_core and peak["gflops"] > 0
     assert all(v["threads"] == every_core for v in peak["libraries"].values())
