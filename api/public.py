@@ -117,13 +117,19 @@ def bench(spec: Any = "alexnet-owt",
           compiled: str | None = None, warmup: int | None = None, min_time_s: float | None = None,
           min_reps: int | None = None, threads: int | None = None, seed: int = 0, weights: PathArg | None = None,
           timeout_s: float = 900, cache_dir: PathArg | None = None, overhead: bool = True, peak: bool = True,
-          peak_n: int | None = None, train: bool = False, progress: Progress | None = None) -> BenchResult:
+          peak_n: int | None = None, train: bool = False, python: Mapping[str, PathArg] | None = None,
+          progress: Progress | None = None) -> BenchResult:
     """Time every backend at every batch size on one device; what ``alexbench bench`` does. ``train``: time
     training steps (forward, backward, SGD update) instead of inferences (``bench --train``).
 
     ``warmup``/``min_time_s``/``min_reps``: the timing method (None: its default). ``device``: auto,
     cpu, cuda or cuda:N; cuda on a machine without a GPU is a UsageError. Returns the typed results
-    document: ``.ok``, ``.exit_code`` (0, or 3 when a backend or a batch size failed), ``.rows``."""
+    document: ``.ok``, ``.exit_code`` (0, or 3 when a backend or a batch size failed), ``.rows``.
+
+    ``python``: backend name -> the interpreter of another Python environment to run that backend's jobs in
+    (``bench --python``), as in ``compare``: each entry's ``environment["interpreter"]`` says where it ran;
+    one that cannot run the worker fails that backend (exit code 3). The matmul peak, the null backend's
+    overhead and ONNX exports run in this interpreter."""
     from .harness.bench.method import Method
     from .harness.bench.run import PRECISIONS
 
@@ -149,6 +155,7 @@ def bench(spec: Any = "alexnet-owt",
             _int(what, value, 1)
     _int("seed", seed, 0)
     _number("timeout_s", timeout_s, 0.0, strict=True)
+    interpreters = _interpreters(python)
     progress = _progress(progress)
 
     from .backends.registry import UnknownBackend
@@ -160,7 +167,7 @@ def bench(spec: Any = "alexnet-owt",
                       precisions=tuple(dict.fromkeys(wanted)), compiled=compiled, method=method, threads=threads,
                       seed=seed, weights=_opt_path("weights", weights), timeout_s=float(timeout_s),
                       cache_dir=_opt_path("cache_dir", cache_dir), overhead=bool(overhead), peak=bool(peak),
-                      peak_n=peak_n, train=bool(train))
+                      peak_n=peak_n, train=bool(train), python=interpreters)
     try:
         doc = run_bench(cfg, progress)
     except (BenchError, UnknownBackend, SpecError) as exc:

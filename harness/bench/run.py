@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +31,8 @@ from ..results.model import BenchDocument, BenchEntry, BenchRow, BenchSection, V
 from ..run_weights import run_weights
 from ..train.data import class_count
 from ..workers.bench_entry import CALIBRATION_INPUTS, bench_refusal, skip_reason, thread_env
+from ..workers.bundle import write_worker_code
+from ..workers.interpreter import check_backends, probe_backends
 from ..workers.job import make_job
 from ..workers.runner import run_worker
 from .method import Method
@@ -72,6 +74,9 @@ class BenchConfig:
     peak: bool = True
     peak_n: int | None = None  # matmul size for the peak (default: peak.MATMUL_N for the device)
     train: bool = False  # time training steps (forward, backward, SGD update) instead of inferences
+    # bench --python: backend -> the interpreter of another Python environment its jobs run in. The matmul
+    # peak, the null backend's overhead and the ONNX exports stay in this one.
+    python: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
         raise BenchError(str(exc)) from None
     for name in cfg.backends:
         backend_target(name)  # an unknown name fails before anything runs (UnknownBackend)
+    check_backends(cfg.python, cfg.backends)
     if not cfg.train:  # a training bench lists the backends it cannot time as skipped, with the reason
         refuse_unbenchable(cfg.backends)
     spec = load_spec(cfg.spec)
@@ -133,6 +139,10 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
                          f"use --device cuda, or float32 on the CPU")
     threads = cfg.threads or os.cpu_count() or 1
     jobs, skipped = plan_jobs(cfg, device)
+    # --python: as in compare, each interpreter is checked before any work (workers/interpreter.py); one that
+    # cannot run its backend's worker fails that backend alone, and the others bench as usual.
+    interpreters, refused = probe_backends(cfg.python, dict.fromkeys(job.backend for job in jobs))
+    jobs = [job for job in jobs if job.backend not in refused]
     name = _device_name(device)
     weights = run_weights(spec, cfg.weights, cfg.seed, cfg.cache_dir)
     w_sha = weights.sha256
@@ -146,6 +156,11 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
         settings["train"] = training_settings(spec, cfg.seed)
     if "int8" in cfg.precisions:
         settings["calibration"] = f"{CALIBRATION_INPUTS} seeded images (seed {cfg.seed})"
+    if cfg.python:
+        settings["python"] = dict(cfg.python)
+    for backend, refusal in refused.items():
+        doc.backends.append(BenchEntry(name=backend, status=refusal.status, stage="start", error=str(refusal)))
+        progress(f"{backend}: {refusal.status}, not run: {refusal}")
     for s in skipped:
         label = " ".join(filter(None, (s["backend"], s["precision"], s["variant"], "train" if s.get("train") else "")))
         progress(f"skipping {label}: {s['reason']}")
@@ -155,7 +170,10 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
         spec_path = run_dir / "spec.yaml"
         shutil.copyfile(resolve_spec_path(cfg.spec), spec_path)
         weights_path = weights.file_in(run_dir)
-        ctx = _RunContext(cfg, run_dir, spec, spec_path, weights_path, w_sha, device, threads, progress)
+        # alexbench's code for the workers of another environment (bundle.py), in the run's own folder.
+        code = write_worker_code(run_dir / "code") if interpreters else None
+        where = {backend: {"python": cfg.python[backend], "worker_code": code} for backend in interpreters}
+        ctx = _RunContext(cfg, run_dir, spec, spec_path, weights_path, w_sha, device, threads, progress, where)
         peak = ctx.peak() if cfg.peak else {"measured": {}, "theoretical": {}}
         if cfg.overhead:
             overhead = ctx.overhead(doc)
@@ -214,10 +232,11 @@ class _RunContext:
     """Everything the jobs of one run share: files, device, threads, progress."""
 
     def __init__(self, cfg: BenchConfig, run_dir, spec, spec_path, weights_path, w_sha: str, device: str,
-                 threads: int, progress: Progress):
+                 threads: int, progress: Progress, where: dict[str, dict[str, Any]]):
         self.cfg, self.run_dir, self.spec = cfg, run_dir, spec
         self.spec_path, self.weights_path, self.w_sha = spec_path, weights_path, w_sha
         self.device, self.threads, self.progress = device, threads, progress
+        self.where = where  # backend -> make_job's python and worker_code, for its jobs (bench --python)
         self.exports: dict[str, Any] = {}
 
     def _env(self, cpu_only: bool = False) -> dict[str, str]:
@@ -227,10 +246,11 @@ class _RunContext:
         return env
 
     def _run(self, job_name: str, backend: str, bench: dict[str, Any], options: dict[str, Any] | None = None,
-             onnx_path: str | None = None, cpu_only: bool = False):
+             onnx_path: str | None = None, cpu_only: bool = False, where: dict[str, Any] | None = None):
+        """``where``: another interpreter's make_job arguments (a backend's job only); None: this one."""
         job_dir = make_job(self.run_dir / job_name, backend, self.spec_path, self.weights_path,
                            self.run_dir / job_name / "bench.json", options=options, env=self._env(cpu_only),
-                           onnx_path=onnx_path)
+                           onnx_path=onnx_path, **(where or {}))
         (job_dir / "bench.json").write_text(json.dumps(bench, indent=1))
         return run_worker(job_dir, self.cfg.timeout_s, on_event=self._on_event, entry_module=BENCH_WORKER)
 
@@ -305,7 +325,9 @@ class _RunContext:
 
     def _onnx_file(self, name: str, doc: BenchDocument) -> str | None:
         """The export an ONNX Runtime backend runs: from the cache, or made now (in a worker of its own,
-        on the CPU) and cached."""
+        on the CPU) and cached. Made in this interpreter even when --python names another for its source
+        or its runner: the cache's key holds this one's versions, and the row times the runtime, not the
+        exporter."""
         if name in self.exports:
             return self.exports[name]
         cached = export_cache.lookup(name, self.spec, self.w_sha, self.cfg.cache_dir)
@@ -335,7 +357,8 @@ class _RunContext:
         label = job.label.replace(" ", "-")
         result = self._run(f"job-{label}", job.backend, self._settings(job.precision, job.variant,
                                                                        self.cfg.batch_sizes, job.train),
-                           options=self._options(job.precision), onnx_path=onnx_path)
+                           options=self._options(job.precision), onnx_path=onnx_path,
+                           where=self.where.get(job.backend))
         entry = _backend_entry(job.backend, result)
         entry.job, entry.precision, entry.variant = True, job.precision, job.variant
         doc.backends.append(entry)

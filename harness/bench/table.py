@@ -1,13 +1,15 @@
 """The table ``alexbench bench`` prints: one row per backend, precision, variant and batch size,
 with the device, the peaks and the harness' own overhead above it and what was skipped or
 failed below it. When several precisions ran, each backend's rows stand side by side with its
-float32 row and a column says the speed-up; int8's calibration time is a line of its own.
+float32 row and a column says the speed-up; int8's calibration time is a line of its own, and so is
+the interpreter each backend ran in when ``--python`` named another.
 Training-step rows (bench --train) stand in a block of their own, under the FLOP count they use."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..workers.interpreter_text import interpreter_lines
 from .precisions import BASELINE, NAMES
 from .training import INPUTS as TRAIN_INPUTS
 
@@ -133,6 +135,8 @@ def render_bench(doc: dict[str, Any]) -> str:
                    f"{t.get('macs_per_image', 0) / 1e6:,.1f} M MACs per image, {t.get('flop_count', '')}")
         out += _rows_grid(train)
     out += _calibration_lines(doc)
+    # Where each backend ran, whenever --python named another interpreter (else every job ran in this one).
+    out += interpreter_lines(doc["backends"], always=bool(s.get("python")))
     for skip in bench.get("skipped") or []:
         label = " ".join(filter(None, (skip["backend"], skip["precision"], skip.get("variant"),
                                        "train" if skip.get("train") else None)))

@@ -41,6 +41,7 @@ EXAMPLES = """examples:
   alexbench bench --device cuda --backends torch,onnx-torch,keras-jax --precision float32,tf32,bfloat16 --compile
   alexbench bench --backends torch,keras,onnx-torch --batch-sizes 64 --precision fp32,bf16,fp16,int8
   alexbench bench --train --backends torch,keras,keras-jax --batch-sizes 8,32   # training steps per second
+  alexbench bench --backends torch,keras --python torch=/opt/torch-2.4/bin/python   # torch from another venv
 """
 
 
@@ -89,6 +90,10 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                         help="time training steps (forward + backward + SGD update, float32, as each backend's "
                              "train_step runs them) instead of inferences; backends that cannot train are skipped "
                              "with the reason")
+    parser.add_argument("--python", action="append", default=[], metavar="BACKEND=PYTHON",
+                        help="run BACKEND's jobs in another Python environment's interpreter (repeatable), as in "
+                        "compare --python (see its help), and say where each backend ran; the matmul peak, the null "
+                        "backend's overhead row and the ONNX exports an ONNX runner times stay in this one")
     parser.add_argument("--threads", type=_positive_int,
                         help="intra-op threads for every CPU runtime (default: all cores)")
     parser.add_argument("--warmup", type=int, default=m.warmup, help=f"untimed runs first (default {m.warmup})")
@@ -124,6 +129,7 @@ def run(command: str, args: argparse.Namespace) -> int:
     from ..bench.method import Method
     from ..bench.run import BenchConfig, BenchError, run_bench
     from ..bench.table import render_bench
+    from ..workers.interpreter import parse_python
 
     if args.warmup < 0:
         raise UsageError(f"--warmup must be >= 0; received {args.warmup}")
@@ -135,7 +141,7 @@ def run(command: str, args: argparse.Namespace) -> int:
                       method=Method(warmup=args.warmup, min_time_s=args.min_time, min_reps=args.min_reps),
                       threads=args.threads, seed=args.seed, weights=args.weights, timeout_s=args.timeout,
                       cache_dir=args.cache_dir, overhead=args.overhead,
-                      peak_n=args.peak_size, train=args.train)
+                      peak_n=args.peak_size, train=args.train, python=parse_python(args.python))
 
     progress = stderr_progress(args.quiet)
 

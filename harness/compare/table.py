@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..workers.interpreter_text import interpreter_lines
+
 
 def _num(value, fmt: str = ".2e") -> str:
     return "-" if value is None else format(value, fmt)
@@ -83,23 +85,6 @@ def render_compare(doc: dict) -> str:
         lines += [""] + details
     lines += ["", doc["verdict"]["summary"]]
     return "\n".join(lines)
-
-
-def interpreter_lines(entries: list[dict]) -> list[str]:
-    """Where each backend ran, when not all in one interpreter (``compare --python``); else nothing."""
-    ran = [(e["name"], where) for e in entries if (where := (e.get("environment") or {}).get("interpreter"))]
-    if len({(where["executable"], where["prefix"]) for _, where in ran}) < 2:
-        return []
-    return [f"{name} ran in {interpreter_text(where)}" for name, where in ran]
-
-
-def interpreter_text(where: dict) -> str:
-    """``/venv/bin/python (Python 3.11.7, prefix /venv): torch 2.13.0, numpy 2.4.6`` (an entry's
-    ``environment["interpreter"]``, as its worker recorded it)."""
-    packages = ", ".join(f"{name} {version or '(version unknown)'}"
-                         for name, version in (where.get("packages") or {}).items())
-    return f"{where['executable']} (Python {where['version']}, prefix {where['prefix']})" + (
-        f": {packages}" if packages else "")
 
 
 def _layer_errors(doc: dict) -> list[str]:

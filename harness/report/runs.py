@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...spec import ModelSpec
-from ..compare.table import interpreter_text
+from ..workers.interpreter_text import interpreter_text
 from .blocks import Block, Cell, Figure, Section, Table
 from .charts import PALETTE, Point, Series, line_chart
 from .markup import fmt_int, fmt_num, fmt_sci

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -40,6 +41,8 @@ from ..inputs import array_sha256
 from ..results.document import new_results
 from ..results.model import CompareEntry, InputsInfo, TrainingInfo, WeightsInfo
 from ..run_weights import run_weights
+from ..workers.bundle import worker_code
+from ..workers.interpreter import check_backends, probe_backends
 from ..workers.job import make_job
 from ..workers.runner import WorkerResult
 from ..workers.scheduler import Task, run_tasks, worker_limit
@@ -71,10 +74,6 @@ def check_train_options(cfg: CompareConfig) -> None:
     if cfg.models:
         raise UsageError(f"--train: received --model {cfg.models[0]}; a user's own model runs inference only for "
                          f"now: train a spec (--spec) instead")
-    if cfg.python:
-        backend, python = next(iter(cfg.python.items()))
-        raise UsageError(f"--train: received --python {backend}={python}; training runs in this interpreter only "
-                         f"for now: drop --python")
     if cfg.steps is not None and (isinstance(cfg.steps, bool) or not isinstance(cfg.steps, int) or cfg.steps < 1):
         raise UsageError(f"--steps: received {cfg.steps!r}; expected a whole number of SGD steps >= 1")
 
@@ -126,9 +125,13 @@ def run_train(cfg: CompareConfig, progress: Progress = lambda msg: None) -> dict
     spec_bytes = resolve_spec_path(cfg.spec or "alexnet").read_bytes()
     requested = list(DEFAULT_COMPARE) if cfg.backends is None else list(cfg.backends)
     order = plan_backends(requested, cfg.onnx)
+    check_backends(cfg.python, order)
     entries: dict[str, CompareEntry] = {}
     unsupported = unsupported_backends(order, spec, train=True)
-    planned = [n for n in order if n not in unsupported]
+    # --python: as in compare, each interpreter is checked before any work; one that cannot run its
+    # backend's worker fails that backend alone (workers/interpreter.py).
+    interpreters, refused = probe_backends(cfg.python, [n for n in order if n not in unsupported])
+    planned = [n for n in order if n not in unsupported and n not in refused]
     _check_disk(cfg.save_dir, spec, steps, len(planned))
     weights = run_weights(spec, cfg.weights, cfg.seed, cfg.cache_dir)
     x, input_source = batch_inputs(cfg, spec, DEFAULT_TRAIN_BATCH if cfg.batch is None else cfg.batch)
@@ -138,12 +141,16 @@ def run_train(cfg: CompareConfig, progress: Progress = lambda msg: None) -> dict
     for name, reason in unsupported.items():
         entries[name] = unsupported_entry(name, reason)
         progress(f"{name}: unsupported, not run: {reason}")
+    for name, refusal in refused.items():
+        entries[name] = entry = failed_entry(name, "start", str(refusal))
+        entry.status = refusal.status
+        progress(f"{name}: {refusal.status}, not run: {refusal}")
 
     doc = new_results("compare", spec, weights=WeightsInfo(weights.source, weights.sha256),
                       inputs=InputsInfo(input_source, batch, list(x.shape), array_sha256(x), list(cfg.inputs)),
                       precision="fp32")
     runs: dict[str, TrainRun] = {}
-    with open_run_dir(cfg.save_dir) as run_dir:
+    with open_run_dir(cfg.save_dir) as run_dir, (worker_code() if interpreters else nullcontext()) as code:
         spec_path = run_dir / "spec.yaml"
         spec_path.write_bytes(spec_bytes)
         weights_path = weights.file_in(run_dir, copy=bool(cfg.save_dir))
@@ -154,8 +161,10 @@ def run_train(cfg: CompareConfig, progress: Progress = lambda msg: None) -> dict
         counts = {"started": 0, "ended": 0}
 
         def job_for(name: str) -> Path:
+            # Another Python environment (--python) runs alexbench's code from ``code``.
+            where = {"python": cfg.python[name], "worker_code": code} if name in interpreters else {}
             return make_job(run_dir / name, name, spec_path, weights_path, input_path, options=options,
-                            env=PARITY_ENV)
+                            env=PARITY_ENV, **where)
 
         def started(name: str, worker) -> None:
             counts["started"] += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...spec.training import TrainingSpec, describe
 from ..compare.table import aligned_table, shape_text
+from ..workers.interpreter_text import interpreter_lines
 from .judge import divergence_text
 
 KIND_ORDER = ("gradient", "parameter", "momentum", "statistic")
@@ -90,7 +91,7 @@ def render_training(doc: dict) -> str:
     lines += _kinks(t["tolerance"].get("ambiguous") or [])
     lines += _losses(doc)
     lines += _worst(doc)
-    details = []
+    details = interpreter_lines(doc["backends"])
     for e in doc["backends"]:
         first = (e.get("training") or {}).get("first_divergent")
         if first:

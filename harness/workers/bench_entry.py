@@ -128,7 +128,7 @@ class BenchTasks:
                 backend.options["calibration_input"] = str(self._calibration_batch(job, settings.get("seed", 0)))
         backend.before_build(declared_as(backend, settings["precision"]), settings["threads"])
         spec = self.build_backend(job, backend)
-        self.result["environment"] = env = backend.environment()
+        self.result["environment"] = env = self.environment(backend)  # with the interpreter it ran in
         calibration = (env.get("precision") or {}).get("calibration_s")
         if calibration is not None:
             self.result["timings_s"]["calibration"] = calibration

@@ -1,8 +1,16 @@
-"""A plugin package of deliberately broken backends, registered through the entry-point group."""
+"""A plugin package of deliberately broken backends, registered through the entry-point group; virtual
+environments of this Python for `--python BACKEND=PYTHON` (compare, compare --train, bench)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FAULTY_MODULE = '''
 import ctypes, os, sys, time
@@ -97,3 +105,38 @@ def faulty_backends(make_plugin):
     make_plugin({"alexbench_faulty": FAULTY_MODULE},
                 {f"faulty-{kind}": f"alexbench_faulty:{cls}" for kind, cls in FAULTS.items()})
     return sorted(f"faulty-{kind}" for kind in FAULTS)
+
+
+def _venv(path: Path, *packages: str, source: tuple[str, ...] = ()) -> Path:
+    """A virtual environment of this Python (no system site-packages: it cannot see alexbench) with
+    ``packages`` installed from the configured package sources (plus ``source``'s pip options), pinned by
+    constraints.txt."""
+    subprocess.run([sys.executable, "-m", "venv", *([] if packages else ["--without-pip"]), str(path)], check=True)
+    python = path / "bin" / "python"
+    if packages:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages, "-c", str(ROOT / "constraints.txt"),
+                        *source], check=True, capture_output=True)
+    return python
+
+
+def torch_source() -> tuple[str, ...]:
+    """Where the README's install takes torch from (scripts/setup.sh: PyTorch's CPU index when it answers,
+    else the configured sources), so that the second venv gets the same CPU build, not PyPI's CUDA one."""
+    plan = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "--print-torch-plan"], capture_output=True,
+                          text=True, check=True).stdout
+    return tuple(plan.partition("pip install torch")[2].split())
+
+
+@pytest.fixture(scope="session")
+def torch_venv(tmp_path_factory) -> Path:
+    """numpy and torch, nothing else (about 50 s here: torch's CPU wheel comes from the local sources)."""
+    start = time.perf_counter()
+    python = _venv(tmp_path_factory.mktemp("torch-venv") / "venv", "numpy", "torch", source=torch_source())
+    print(f"torch venv built in {time.perf_counter() - start:.0f} s")
+    return python
+
+
+@pytest.fixture(scope="session")
+def bare_venv(tmp_path_factory) -> Path:
+    """No package at all."""
+    return _venv(tmp_path_factory.mktemp("bare-venv") / "venv")

@@ -1,14 +1,13 @@
 """`compare --python BACKEND=PYTHON`: a backend's worker in another virtual environment, which has
 only numpy and the framework (alexbench's code travels with the job), recorded in the results and
 the table; every interpreter that cannot run the worker refused with one line, exit 3; bad values
-exit 2."""
+exit 2. The venvs are tests/harness/conftest.py's (bench and compare --train use them too)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,41 +17,6 @@ from alexbench.harness.workers import interpreter
 
 ROOT = Path(__file__).resolve().parents[3]
 SMALL = str(ROOT / "tests" / "specs" / "ops-pool-norm.yaml")
-
-
-def _venv(path: Path, *packages: str, source: tuple[str, ...] = ()) -> Path:
-    """A virtual environment of this Python (no system site-packages: it cannot see alexbench) with
-    ``packages`` installed from the configured package sources (plus ``source``'s pip options), pinned by
-    constraints.txt."""
-    subprocess.run([sys.executable, "-m", "venv", *([] if packages else ["--without-pip"]), str(path)], check=True)
-    python = path / "bin" / "python"
-    if packages:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages, "-c", str(ROOT / "constraints.txt"),
-                        *source], check=True, capture_output=True)
-    return python
-
-
-def torch_source() -> tuple[str, ...]:
-    """Where the README's install takes torch from (scripts/setup.sh: PyTorch's CPU index when it answers,
-    else the configured sources), so that the second venv gets the same CPU build, not PyPI's CUDA one."""
-    plan = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "--print-torch-plan"], capture_output=True,
-                          text=True, check=True).stdout
-    return tuple(plan.partition("pip install torch")[2].split())
-
-
-@pytest.fixture(scope="session")
-def torch_venv(tmp_path_factory) -> Path:
-    """numpy and torch, nothing else (about 50 s here: torch's CPU wheel comes from the local sources)."""
-    start = time.perf_counter()
-    python = _venv(tmp_path_factory.mktemp("torch-venv") / "venv", "numpy", "torch", source=torch_source())
-    print(f"torch venv built in {time.perf_counter() - start:.0f} s")
-    return python
-
-
-@pytest.fixture(scope="session")
-def bare_venv(tmp_path_factory) -> Path:
-    """No package at all."""
-    return _venv(tmp_path_factory.mktemp("bare-venv") / "venv")
 
 
 def compare(capsys, *args: str) -> tuple[int, str]:
@@ -171,8 +135,6 @@ def test_the_other_backends_run_as_usual(torch_venv, capsys):
                                        "backends are reference, torch"),
     (["--python", "keras=/a/python"], "--python keras=/a/python: 'keras' is not a backend of this run; its "
                                       "backends are reference, torch"),
-    (["--train", "--python", "torch=/a/python"], "--train: received --python torch=/a/python; training runs in "
-                                                 "this interpreter only for now: drop --python"),
 ])
 def test_bad_values_are_usage_errors(args, message, capsys):
     code = main(["compare", "--spec", SMALL, "--backends", "torch", "--no-onnx", *args])
