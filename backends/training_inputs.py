@@ -25,9 +25,8 @@ def check_training_batch(who: str, spec: ModelSpec, batch: int, labels: np.ndarr
                          "(one class index per sample)")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"{who}: labels have dtype {labels.dtype}; expected integers (class indices)")
-    outside = np.flatnonzero((labels < 0) | (labels >= classes))
-    if outside.size:
-        i = int(outside[0])
+    i = first_outside(labels, classes)
+    if i is not None:
         raise ValueError(f"{who}: label {labels[i]} (sample {i}) is outside [0, {classes}): "
                          f"spec '{spec.name}' has {classes} classes")
     dropouts = {layer.name: layer for layer in spec.layers if layer.op == "dropout"}
@@ -54,3 +53,9 @@ def check_training_batch(who: str, spec: ModelSpec, batch: int, labels: np.ndarr
             raise ValueError(f"{who}: layer '{layer.name}' (batchnorm2d) sees 1 value per channel in a batch "
                              "of 1; training needs at least 2 (the running variance divides by n - 1)")
     return labels.astype(np.int64), checked
+
+
+def first_outside(labels: np.ndarray, classes: int) -> int | None:
+    """The index of the first label that is no class index in [0, classes), or None."""
+    outside = np.flatnonzero((labels < 0) | (labels >= classes))
+    return int(outside[0]) if outside.size else None

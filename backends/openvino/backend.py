@@ -131,9 +131,12 @@ class OpenVinoBackend(ExportRunner, Backend):
     def layer_names(self) -> list[str]:
         return [name for name in self.tensors if name not in self.missing]
 
+    def compiled_hints(self) -> dict[str, str]:
+        """Each hint ``compile_properties()`` sets, as the compiled model reports it."""
+        return {name: property_text(self.plain.get_property(name)) for name in self.compile_properties()}
+
     def precision_facts(self) -> dict[str, Any]:
-        requested = self.compile_properties()
-        compiled = {name: property_text(self.plain.get_property(name)) for name in requested}
+        requested, compiled = self.compile_properties(), self.compiled_hints()
         settings, notes = hints_line(requested, compiled, self.capabilities())
         facts: dict[str, Any] = {"requested": self.precision, "hints_requested": requested, "hints_compiled": compiled,
                                  "runtime_precisions": runtime_precision_counts(self.plain), "settings": settings}
@@ -172,7 +175,7 @@ class OpenVinoBackend(ExportRunner, Backend):
     def prepare_bench(self, precision: str, compiled: bool, device: str, threads: int) -> str:
         """The model timed is the one compared, compiled in ``build``: "openvino CPU, LATENCY, f32 ACCURACY" (the
         performance hint, then the precision hints as compiled; ``environment()`` has them in full)."""
-        hints = " ".join(self.precision_facts()["hints_compiled"].values())
+        hints = " ".join(self.compiled_hints().values())
         performance = property_text(self.plain.get_property("PERFORMANCE_HINT"))
         return f"openvino {self.device}, {performance}, {hints}"
 

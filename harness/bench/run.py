@@ -31,7 +31,7 @@ from ..results.model import BenchDocument, BenchEntry, BenchRow, BenchSection, V
 from ..run_weights import run_weights
 from ..train.data import class_count
 from ..workers.bench_entry import CALIBRATION_INPUTS, bench_refusal, skip_reason, thread_env
-from ..workers.bundle import write_worker_code
+from ..workers.bundle import worker_code
 from ..workers.interpreter import check_backends, probe_backends
 from ..workers.job import make_job
 from ..workers.runner import run_worker
@@ -165,13 +165,11 @@ def run_bench(cfg: BenchConfig, progress: Progress = lambda msg: None) -> dict[s
         label = " ".join(filter(None, (s["backend"], s["precision"], s["variant"], "train" if s.get("train") else "")))
         progress(f"skipping {label}: {s['reason']}")
     rows, failures, overhead = [], [], []
-    with tempfile.TemporaryDirectory(prefix="alexbench-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="alexbench-bench-") as tmp, worker_code(bool(interpreters)) as code:
         run_dir = Path(tmp)
         spec_path = run_dir / "spec.yaml"
         shutil.copyfile(resolve_spec_path(cfg.spec), spec_path)
         weights_path = weights.file_in(run_dir)
-        # alexbench's code for the workers of another environment (bundle.py), in the run's own folder.
-        code = write_worker_code(run_dir / "code") if interpreters else None
         where = {backend: {"python": cfg.python[backend], "worker_code": code} for backend in interpreters}
         ctx = _RunContext(cfg, run_dir, spec, spec_path, weights_path, w_sha, device, threads, progress, where)
         peak = ctx.peak() if cfg.peak else {"measured": {}, "theoretical": {}}

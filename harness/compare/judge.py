@@ -17,9 +17,10 @@ from .metrics import Tolerance, agreement, first_divergence, layer_agreements, t
 from .precision import computed_precisions, diagnose_fp32, dtype_problem, nonfinite_problem, rounding_depths, topk_check
 
 
-def failed_entry(name: str, stage: str, error: str) -> CompareEntry:
-    """A backend that never produced a result (its ONNX export failed, ...)."""
-    return CompareEntry(name=name, status="failed", stage=stage, error=error)
+def failed_entry(name: str, stage: str, error: str, status: str = "failed") -> CompareEntry:
+    """A backend that never produced a result (its ONNX export failed, its ``--python`` interpreter was
+    refused: "unavailable" when a package is missing there, ...)."""
+    return CompareEntry(name=name, status=status, stage=stage, error=error)
 
 
 def backend_entry(name: str, result: WorkerResult, spec: ModelSpec) -> CompareEntry:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -230,8 +230,7 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
         progress(f"{name}: unsupported, not run: {reason}")
     exports: dict[str, dict] = {}
     for name, refusal in refused.items():
-        entries[name] = entry = failed_entry(name, "start", str(refusal))
-        entry.status = refusal.status
+        entries[name] = failed_entry(name, "start", str(refusal), refusal.status)
         exports[name] = {"error": str(refusal)}
         progress(f"{name}: {refusal.status}, not run: {refusal}")
     planned = [n for n in order if n not in unsupported and n not in refused]
@@ -244,7 +243,7 @@ def run_compare(cfg: CompareConfig, progress: Progress = lambda msg: None) -> di
     export_only = list(dict.fromkeys(s for n in planned if (s := source_of(n)) and s not in [*planned, *refused]))
 
     with open_run_dir(cfg.save_dir) as run_dir, ThreadPoolExecutor(1) as pool, \
-            (worker_code() if interpreters else nullcontext()) as code:
+            worker_code(bool(interpreters)) as code:
         # The cache checks hash each cached file: on another core, while this one writes the weights. An
         # export made in another interpreter is not cached: the cache's key holds this one's versions.
         lookups = {n: pool.submit(export_cache.lookup, n, spec, w_sha, cfg.cache_dir)

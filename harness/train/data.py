@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...backends.training_inputs import first_outside
 from ...spec import ModelSpec
 from ..errors import UsageError
 
@@ -76,9 +77,8 @@ def file_labels(path: str, batch: int, classes: int) -> np.ndarray:
         raise UsageError(f"--labels {path}: received {received}; expected {valid}")
     if array.shape[0] != batch:
         raise UsageError(f"--labels {path}: received {array.shape[0]} labels for {batch} inputs; expected {valid}")
-    bad = np.flatnonzero((array < 0) | (array >= classes))
-    if bad.size:
-        i = int(bad[0])
+    i = first_outside(array, classes)
+    if i is not None:
         raise UsageError(f"--labels {path}: label {int(array[i])} at index {i} is out of range; expected {valid}, "
                          f"the spec's {classes} output features")
     return array.astype(np.int64)

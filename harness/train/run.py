@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -142,15 +141,14 @@ def run_train(cfg: CompareConfig, progress: Progress = lambda msg: None) -> dict
         entries[name] = unsupported_entry(name, reason)
         progress(f"{name}: unsupported, not run: {reason}")
     for name, refusal in refused.items():
-        entries[name] = entry = failed_entry(name, "start", str(refusal))
-        entry.status = refusal.status
+        entries[name] = failed_entry(name, "start", str(refusal), refusal.status)
         progress(f"{name}: {refusal.status}, not run: {refusal}")
 
     doc = new_results("compare", spec, weights=WeightsInfo(weights.source, weights.sha256),
                       inputs=InputsInfo(input_source, batch, list(x.shape), array_sha256(x), list(cfg.inputs)),
                       precision="fp32")
     runs: dict[str, TrainRun] = {}
-    with open_run_dir(cfg.save_dir) as run_dir, (worker_code() if interpreters else nullcontext()) as code:
+    with open_run_dir(cfg.save_dir) as run_dir, worker_code(bool(interpreters)) as code:
         spec_path = run_dir / "spec.yaml"
         spec_path.write_bytes(spec_bytes)
         weights_path = weights.file_in(run_dir, copy=bool(cfg.save_dir))

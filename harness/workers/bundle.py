@@ -35,9 +35,13 @@ def write_worker_code(dest: Path) -> Path:
 
 
 @contextmanager
-def worker_code() -> Iterator[Path]:
+def worker_code(needed: bool) -> Iterator[Path | None]:
     """The worker's code in a temporary folder for the length of a run (not in the run's folder: a
-    ``--save`` folder holds the run's files and nothing else)."""
+    ``--save`` folder holds the run's files and nothing else); None when no worker runs in another
+    environment (``needed`` false)."""
+    if not needed:
+        yield None
+        return
     with tempfile.TemporaryDirectory(prefix="alexbench-code-") as tmp:
         yield write_worker_code(Path(tmp))
 
